@@ -1,0 +1,192 @@
+"""The one place that wires the bot: settings in, aiohttp application out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from http import HTTPStatus
+
+from aiohttp import web
+from botbuilder.core import ConversationState, InvokeResponse, TurnContext
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+from botbuilder.schema import Activity
+from botframework.connector.auth import ServiceClientCredentialsFactory
+from msrest.serialization import Model
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config import Settings, botframework_config
+from bot.handler import OurCambridgeBot
+from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
+from bot.state_storage import SqlStorage
+from storage import activities
+from storage.db import create_engine, is_unavailable, ping, session_factory, transaction
+from storage.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+ADAPTER = web.AppKey("adapter", CloudAdapter)
+BOT = web.AppKey("bot", OurCambridgeBot)
+
+# Teams activities are a few kilobytes; anything near this is not one.
+MAX_BODY_BYTES = 512 * 1024
+READY_TIMEOUT_SECONDS = 3
+PROCESSED_ACTIVITY_RETENTION = timedelta(days=2)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    credentials_factory: ServiceClientCredentialsFactory | None = None,
+) -> web.Application:
+    """Build the whole service. `credentials_factory` lets tests replace outgoing-token minting."""
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    conversation_state = ConversationState(SqlStorage(sessions))
+    authentication = ConfigurationBotFrameworkAuthentication(
+        botframework_config(settings), credentials_factory=credentials_factory
+    )
+    adapter = CloudAdapter(authentication)
+    bot = OurCambridgeBot(
+        settings=settings, sessions=sessions, conversation_state=conversation_state
+    )
+
+    async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+        await reply_to_failed_turn(turn_context, error, conversation_state)
+
+    adapter.on_turn_error = on_turn_error
+
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    app[ENGINE] = engine
+    app[ADAPTER] = adapter
+    app[BOT] = bot
+    app.router.add_post("/api/messages", messages)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.cleanup_ctx.append(_engine_lifetime)
+    app.cleanup_ctx.append(_prune_processed_activities)
+    return app
+
+
+async def messages(request: web.Request) -> web.Response:
+    """POST /api/messages, written here rather than with CloudAdapter.process: botbuilder
+    4.17.1 double-serialises invoke bodies there (every invoke would answer 500), answers a
+    missing content type with 404 and a bad token with 500."""
+    if request.content_type != "application/json":
+        return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the activity as application/json.")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _problem(HTTPStatus.BAD_REQUEST, "The body is not valid JSON.")
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
+        return _problem(HTTPStatus.BAD_REQUEST, "The body is not an activity: it has no type.")
+    try:
+        activity = Activity().deserialize(body)
+    except Exception:  # msrest raises a variety of errors for wrongly typed fields
+        logger.info("Refused an activity that does not deserialise", exc_info=True)
+        return _problem(HTTPStatus.BAD_REQUEST, "The activity has fields of the wrong type.")
+    if not activity.service_url or not activity.conversation or not activity.conversation.id:
+        return _problem(HTTPStatus.BAD_REQUEST, "The activity has no serviceUrl or conversation.")
+
+    adapter = request.app[ADAPTER]
+    auth_header = request.headers.get("Authorization", "")
+    try:
+        invoke_response = await adapter.process_activity(
+            auth_header, activity, request.app[BOT].on_turn
+        )
+    except PermissionError:
+        return _problem(HTTPStatus.UNAUTHORIZED, "The request is not authenticated.")
+    except Exception as error:
+        if request.app[SETTINGS].authentication_enabled and _is_token_error(error):
+            logger.info("Refused a request with an invalid token: %s", type(error).__name__)
+            return _problem(HTTPStatus.UNAUTHORIZED, "The bearer token is not valid.")
+        raise
+    if activity.type == "invoke":
+        return _invoke_response(activity, invoke_response)
+    return web.Response(status=HTTPStatus.CREATED)
+
+
+def _invoke_response(activity: Activity, invoke_response: InvokeResponse | None) -> web.Response:
+    if invoke_response is None:
+        return web.Response(status=HTTPStatus.OK)
+    status = int(invoke_response.status or HTTPStatus.OK)
+    if status == HTTPStatus.NOT_IMPLEMENTED:
+        logger.warning("No handler for invoke %r", activity.name)
+    body = invoke_response.body
+    if isinstance(body, Model):
+        body = body.serialize()
+    if body is None:
+        return web.Response(status=status)
+    return web.json_response(body, status=status)
+
+
+def _is_token_error(error: Exception) -> bool:
+    # botframework's JwtTokenValidation raises bare Exceptions and PyJWT errors for bad,
+    # expired or unsigned tokens; none of them may become a 500.
+    module = type(error).__module__
+    return (
+        module.startswith(("jwt", "botframework.connector.auth")) or "token" in str(error).lower()
+    )
+
+
+def _problem(status: HTTPStatus, detail: str) -> web.Response:
+    return web.json_response({"error": status.phrase, "detail": detail}, status=status)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await ping(request.app[ENGINE])
+    except Exception as error:
+        if not (is_unavailable(error) or isinstance(error, TimeoutError)):
+            raise
+        logger.warning("Database unreachable: %s", type(error).__name__)
+        return web.json_response(
+            {"status": "unavailable", "database": "unreachable"},
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+        )
+    return web.json_response({"status": "ready", "database": "ok"})
+
+
+async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[ENGINE].dispose()
+
+
+async def _prune_processed_activities(app: web.Application) -> AsyncIterator[None]:
+    """Keep the table of handled activity ids short; Teams redelivers within minutes."""
+    sessions = session_factory(app[ENGINE])
+
+    async def prune_forever() -> None:
+        while True:
+            try:
+                async with transaction(sessions) as session:
+                    await activities.forget_processed_before(
+                        session, cutoff=utcnow() - PROCESSED_ACTIVITY_RETENTION
+                    )
+            except Exception as error:
+                if not is_unavailable(error):
+                    logger.exception("Pruning handled activities failed")
+            await asyncio.sleep(3600)
+
+    task = asyncio.create_task(prune_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+__all__ = ["create_app", "UNAVAILABLE_TEXT"]

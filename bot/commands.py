@@ -1,0 +1,68 @@
+"""What people type, parsed into a command and its argument. Pure: no I/O, no botbuilder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz, process
+
+from storage.programme import normalise
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # one of COMMANDS' keys, or "unknown"
+    argument: str  # the rest of the text, as typed (trimmed)
+    text: str  # the whole text, as typed (trimmed)
+
+
+# Canonical command -> the words that mean it. Interfaces: keep the canonical words.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "help": ("help", "hi", "hello", "hey", "start", "commands", "menu", "?"),
+    "status": ("status", "project", "status of"),
+    "projects": ("projects", "list projects", "all projects"),
+    "programme": ("programme", "program", "overview", "programme overview"),
+    "post update": ("post update", "update"),
+    "cancel": ("cancel", "stop", "quit"),
+}
+
+# Buttons offered when nothing matched: (command, button title).
+SUGGESTIONS: dict[str, tuple[str, str]] = {
+    "help": ("help", "Help"),
+    "status": ("status alloy", "Status of a project (e.g. Alloy)"),
+    "projects": ("projects", "All projects"),
+    "programme": ("programme", "Programme overview"),
+}
+
+
+def parse(text: str) -> Command:
+    """Match the longest command phrase at the start of the text ("status of alloy")."""
+    stripped = " ".join(text.split())
+    lowered = stripped.casefold()
+    phrases = sorted(
+        ((phrase, name) for name, phrases in COMMANDS.items() for phrase in phrases),
+        key=lambda item: len(item[0]),
+        reverse=True,
+    )
+    for phrase, name in phrases:
+        if lowered == phrase or lowered.startswith(phrase + " "):
+            return Command(name=name, argument=stripped[len(phrase) :].strip(), text=stripped)
+    return Command(name="unknown", argument="", text=stripped)
+
+
+def closest_commands(text: str, *, limit: int = 3) -> list[tuple[str, str]]:
+    """The commands nearest to what was typed, as (command, title) button pairs."""
+    first_word = normalise(text).split(" ", 1)[0] if normalise(text) else ""
+    choices = {phrase: name for name, phrases in COMMANDS.items() for phrase in phrases}
+    ranked = process.extract(first_word, list(choices), scorer=fuzz.ratio, limit=20)
+    names: list[str] = []
+    for phrase, score, _ in ranked:
+        name = choices[phrase]
+        if score >= 50 and name in SUGGESTIONS and name not in names:
+            names.append(name)
+    for name in SUGGESTIONS:  # pad with the commands people use most
+        if len(names) >= limit:
+            break
+        if name not in names:
+            names.append(name)
+    return [SUGGESTIONS[name] for name in names[:limit]]

@@ -1,0 +1,119 @@
+"""The one settings object: read once from the environment (and an optional .env), passed in."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///ourcambridge.db"
+
+
+class Settings(BaseSettings):
+    """Configuration of one bot process. Every variable is documented in `.env.example`."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    microsoft_app_id: str = Field(default="", validation_alias=AliasChoices("MicrosoftAppId"))
+    microsoft_app_password: str = Field(
+        default="", validation_alias=AliasChoices("MicrosoftAppPassword"), repr=False
+    )
+    microsoft_app_type: Literal["MultiTenant", "SingleTenant", "UserAssignedMSI"] = Field(
+        default="SingleTenant", validation_alias=AliasChoices("MicrosoftAppType")
+    )
+    microsoft_app_tenant_id: str = Field(
+        default="", validation_alias=AliasChoices("MicrosoftAppTenantId")
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL, validation_alias=AliasChoices("DATABASE_URL")
+    )
+    host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST"))
+    port: int = Field(default=3978, ge=1, le=65535, validation_alias=AliasChoices("PORT"))
+    admin_aad_ids: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias=AliasChoices("ADMIN_AAD_IDS")
+    )
+    allowed_tenant_ids: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
+    )
+    timezone: str = Field(default="Europe/London", validation_alias=AliasChoices("TIMEZONE"))
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+
+    @field_validator("admin_aad_ids", "allowed_tenant_ids", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        # Environment values are comma- or space-separated lists of ids.
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.replace(",", " ").split())
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone, so a typo fails at start-up
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> Settings:
+        # Refuse at start-up what botbuilder would only refuse on the first reply.
+        if not self.microsoft_app_id:
+            return self
+        missing = []
+        if self.microsoft_app_type == "SingleTenant" and not self.microsoft_app_password:
+            missing.append("MicrosoftAppPassword")
+        if self.microsoft_app_type != "MultiTenant" and not self.microsoft_app_tenant_id:
+            missing.append("MicrosoftAppTenantId")
+        if missing:
+            raise ValueError(
+                f"MicrosoftAppType={self.microsoft_app_type} also needs {', '.join(missing)}"
+            )
+        return self
+
+    @property
+    def authentication_enabled(self) -> bool:
+        return bool(self.microsoft_app_id)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_admin(self, aad_object_id: str | None) -> bool:
+        return aad_object_id is not None and aad_object_id.lower() in self.admin_aad_ids
+
+    def is_tenant_allowed(self, tenant_id: str | None) -> bool:
+        if not self.allowed_tenant_ids:
+            return True
+        return tenant_id is not None and tenant_id.lower() in self.allowed_tenant_ids
+
+
+def async_database_url(url: str) -> str:
+    """Map plain SQLAlchemy URLs onto the asyncio drivers the bot uses."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+    return url
+
+
+def botframework_config(settings: Settings) -> SimpleNamespace:
+    """The attribute object botbuilder's ConfigurationBotFrameworkAuthentication reads."""
+    if not settings.authentication_enabled:
+        # No app id: authentication off (local development, the Agents Playground).
+        # botbuilder only allows that with its MultiTenant credential factory.
+        return SimpleNamespace(APP_ID="", APP_PASSWORD="", APP_TYPE="MultiTenant", APP_TENANTID="")
+    return SimpleNamespace(
+        APP_ID=settings.microsoft_app_id,
+        APP_PASSWORD=settings.microsoft_app_password,
+        APP_TYPE=settings.microsoft_app_type,
+        APP_TENANTID=settings.microsoft_app_tenant_id,
+    )

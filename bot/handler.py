@@ -1,0 +1,432 @@
+"""The Teams activity handler: who may talk, what they asked for, which dialog answers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from botbuilder.core import (
+    CardFactory,
+    ConversationState,
+    InvokeResponse,
+    MessageFactory,
+    TurnContext,
+)
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.dialogs import DialogContext, DialogSet, DialogTurnStatus
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ThumbnailCard
+from botbuilder.schema.teams import (
+    MessagingExtensionAttachment,
+    MessagingExtensionQuery,
+    MessagingExtensionResponse,
+    MessagingExtensionResult,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.commands import Command, closest_commands, parse
+from bot.config import Settings
+from cards import render_card
+from dialogs.common import send_card, submitted_values
+from dialogs.post_update import CANCEL, SUBMIT, PostUpdateDialog
+from dialogs.project_status import ProjectStatusDialog, show_project_status
+from storage import activities, people, programme
+from storage.db import transaction
+
+logger = logging.getLogger(__name__)
+
+SEARCH_RESULTS = 10
+
+
+def teams_tenant_id(activity: Activity) -> str | None:
+    """Teams puts the tenant in channelData; botbuilder drops conversation.tenantId."""
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = channel_data.get("tenant")
+    if isinstance(tenant, dict) and isinstance(tenant.get("id"), str):
+        return tenant["id"]
+    conversation = activity.conversation
+    return getattr(conversation, "tenant_id", None) if conversation else None
+
+
+def _team_and_channel(activity: Activity) -> tuple[str | None, str | None]:
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    team = channel_data.get("team")
+    channel = channel_data.get("channel")
+    return (
+        team.get("id") if isinstance(team, dict) else None,
+        channel.get("id") if isinstance(channel, dict) else None,
+    )
+
+
+class OurCambridgeBot(TeamsActivityHandler):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        conversation_state: ConversationState,
+    ):
+        self._settings = settings
+        self._sessions = sessions
+        self._conversation_state = conversation_state
+        self._dialogs = DialogSet(conversation_state.create_property("DialogState"))
+        self._dialogs.add(ProjectStatusDialog(sessions=sessions, is_admin=self.is_admin))
+        self._dialogs.add(
+            PostUpdateDialog(sessions=sessions, is_admin=self.is_admin, today=self._today)
+        )
+
+    def is_admin(self, turn_context: TurnContext) -> bool:
+        sender = turn_context.activity.from_property
+        return self._settings.is_admin(sender.aad_object_id if sender else None)
+
+    def _today(self) -> date:
+        return datetime.now(self._settings.zone).date()
+
+    # --- the turn -------------------------------------------------------------------
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if not self._settings.is_tenant_allowed(teams_tenant_id(activity)):
+            # Answer nothing and store nothing for a tenant that is not ours.
+            logger.warning("Ignored a %s activity from a tenant not allowed", activity.type)
+            return
+        claim = await self._claim(activity)
+        if claim is False:
+            logger.info("Ignored a repeated delivery of activity %s", activity.id)
+            return
+        try:
+            await super().on_turn(turn_context)
+            await self._conversation_state.save_changes(turn_context)
+        except Exception:
+            if claim:
+                await self._release(activity)
+            raise
+
+    async def _claim(self, activity: Activity) -> bool | None:
+        """True: first delivery; False: a repeat; None: an activity not deduplicated.
+
+        Invokes are answered synchronously and carry their result in the HTTP response,
+        so they are not claimed.
+        """
+        if activity.type == ActivityTypes.invoke or not activity.id:
+            return None
+        async with transaction(self._sessions) as session:
+            return await activities.claim_activity(session, key=self._activity_key(activity))
+
+    async def _release(self, activity: Activity) -> None:
+        try:
+            async with transaction(self._sessions) as session:
+                await activities.release_activity(session, key=self._activity_key(activity))
+        except Exception:
+            logger.warning("Could not release the claim on a failed activity", exc_info=True)
+
+    @staticmethod
+    def _activity_key(activity: Activity) -> str:
+        return activities.activity_key(
+            channel_id=activity.channel_id or "",
+            conversation_id=activity.conversation.id,
+            activity_id=activity.id or "",
+        )
+
+    # --- messages -------------------------------------------------------------------
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        values = submitted_values(turn_context)
+        # In a channel the bot answers when @mentioned, or when one of its own cards' buttons
+        # was pressed (those carry a value and no mention).
+        if self._in_channel(activity) and not (values or self._mentions_me(activity)):
+            return
+        await self._remember_conversation(turn_context)
+        dialog_context = await self._dialogs.create_context(turn_context)
+        if isinstance(values.get("action"), str):
+            await self._on_card_action(dialog_context, values)
+            return
+        text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
+        if not (text or "").strip() and isinstance(values.get("command"), str):
+            text = values["command"]
+        await self._on_text(dialog_context, parse(text or ""))
+
+    async def _on_text(self, dialog_context: DialogContext, command: Command) -> None:
+        turn_context = dialog_context.context
+        if command.name == "cancel":
+            had_dialog = dialog_context.active_dialog is not None
+            await dialog_context.cancel_all_dialogs()
+            await turn_context.send_activity(
+                "Cancelled." if had_dialog else "There was nothing to cancel."
+            )
+            return
+        if command.name == "unknown" and dialog_context.active_dialog is not None:
+            result = await dialog_context.continue_dialog()
+            if result.status != DialogTurnStatus.Empty:
+                return
+        if command.name != "unknown":
+            # A new command takes over from a question left unanswered.
+            await dialog_context.cancel_all_dialogs()
+        await self._run_command(dialog_context, command)
+
+    async def _run_command(self, dialog_context: DialogContext, command: Command) -> None:
+        turn_context = dialog_context.context
+        is_admin = self.is_admin(turn_context)
+        if command.name == "help":
+            await send_card(
+                turn_context,
+                "help",
+                is_admin=is_admin,
+                in_channel=self._in_channel(turn_context.activity),
+            )
+        elif command.name == "status" and command.argument:
+            await show_project_status(
+                turn_context, sessions=self._sessions, query=command.argument, is_admin=is_admin
+            )
+        elif command.name == "status":
+            await dialog_context.begin_dialog(ProjectStatusDialog.__name__)
+        elif command.name == "projects":
+            await self._send_projects(turn_context, command.argument)
+        elif command.name == "programme":
+            await self._send_programme(turn_context)
+        elif command.name == "post update":
+            await self._begin_post_update(dialog_context, command.argument)
+        elif not command.text:
+            await send_card(turn_context, "help", is_admin=is_admin, in_channel=False)
+        else:
+            await send_card(
+                turn_context,
+                "unknown_command",
+                text=command.text,
+                suggestions=closest_commands(command.text),
+            )
+
+    async def _on_card_action(self, dialog_context: DialogContext, values: dict[str, Any]) -> None:
+        action = values["action"]
+        if action == "post_update":
+            await dialog_context.cancel_all_dialogs()
+            await dialog_context.begin_dialog(
+                PostUpdateDialog.__name__, {"project": str(values.get("project") or "")}
+            )
+        elif action in (SUBMIT, CANCEL):
+            active = dialog_context.active_dialog
+            if active is not None and active.id == PostUpdateDialog.__name__:
+                await dialog_context.continue_dialog()
+            elif action == SUBMIT:
+                await dialog_context.begin_dialog(
+                    PostUpdateDialog.__name__,
+                    {"project": str(values.get("project") or ""), "submission": values},
+                )
+            else:
+                await dialog_context.context.send_activity("OK, no update posted.")
+        else:
+            logger.info("Unknown card action %r", action)
+            await dialog_context.context.send_activity(
+                MessageFactory.text(
+                    "That button belongs to an older version of this card. "
+                    "Type **help** to see what I can do now."
+                )
+            )
+
+    async def _begin_post_update(self, dialog_context: DialogContext, query: str) -> None:
+        turn_context = dialog_context.context
+        if not query:
+            await turn_context.send_activity(
+                "Which project? Type **post update** and the project's name, for example "
+                "**post update alloy**, or use the **Post update** button on a project card."
+            )
+            return
+        async with self._sessions() as session:
+            match = await programme.find_project(session, query=query)
+        if len(match.found) == 1:
+            await dialog_context.begin_dialog(
+                PostUpdateDialog.__name__, {"project": match.found[0]}
+            )
+        else:
+            await show_project_status(
+                turn_context,
+                sessions=self._sessions,
+                query=query,
+                is_admin=self.is_admin(turn_context),
+            )
+
+    async def _send_projects(self, turn_context: TurnContext, argument: str) -> None:
+        async with self._sessions() as session:
+            workstreams = await programme.list_workstreams(session)
+            month = await programme.reporting_month(session)
+        title = "Our Cambridge projects"
+        if argument:
+            chosen = programme.match_workstream(argument, workstreams)
+            if chosen is None:
+                names = ", ".join(f"**{ws.name}**" for ws in workstreams)
+                await turn_context.send_activity(
+                    MessageFactory.text(
+                        f'I don\'t know a workstream called "{argument[:100]}". '
+                        f"The workstreams are {names}."
+                    )
+                )
+                return
+            workstreams, title = [chosen], f"{chosen.name} projects"
+        await send_card(
+            turn_context,
+            "projects",
+            title=title,
+            workstreams=workstreams,
+            month_label=f"{month:%B %Y}" if month else None,
+        )
+
+    async def _send_programme(self, turn_context: TurnContext) -> None:
+        async with self._sessions() as session:
+            workstreams = await programme.list_workstreams(session)
+            month = await programme.reporting_month(session)
+            principles = await programme.design_principles(session)
+        rows = [
+            {
+                "name": ws.name,
+                "board": ws.board,
+                "projects": len(ws.projects),
+                "updated_this_month": sum(
+                    1 for p in ws.projects if p.latest and month and p.latest.month == month
+                ),
+            }
+            for ws in workstreams
+        ]
+        await send_card(
+            turn_context,
+            "programme",
+            rows=rows,
+            total_projects=sum(r["projects"] for r in rows),
+            total_updated=sum(r["updated_this_month"] for r in rows),
+            month_label=f"{month:%B %Y}" if month else "this month",
+            principles=principles,
+        )
+
+    # --- installation and membership ------------------------------------------------
+
+    async def on_installation_update_add(self, turn_context: TurnContext) -> None:
+        await self._remember_conversation(turn_context)
+        conversation_type = turn_context.activity.conversation.conversation_type or "personal"
+        await send_card(
+            turn_context,
+            "welcome",
+            scope="team" if conversation_type == "channel" else conversation_type,
+            is_admin=self.is_admin(turn_context),
+        )
+
+    async def on_installation_update_remove(self, turn_context: TurnContext) -> None:
+        logger.info(
+            "The app was removed from a %s conversation", self._conversation_type(turn_context)
+        )
+
+    async def on_teams_members_added(
+        self, teams_members_added: list[ChannelAccount], team_info: Any, turn_context: TurnContext
+    ) -> None:
+        bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(member.id == bot_id for member in teams_members_added):
+            await self._remember_conversation(turn_context)
+
+    # --- messaging extension ----------------------------------------------------------
+
+    async def on_teams_messaging_extension_query(
+        self, turn_context: TurnContext, query: MessagingExtensionQuery
+    ) -> MessagingExtensionResponse:
+        search_text = ""
+        for parameter in query.parameters or []:
+            if parameter.name == "searchText" and isinstance(parameter.value, str):
+                search_text = parameter.value
+        async with self._sessions() as session:
+            slugs = programme.search_names(
+                search_text, await programme.project_names(session), limit=SEARCH_RESULTS
+            )
+            projects = await programme.get_projects(session, slugs=slugs)
+        attachments = [
+            MessagingExtensionAttachment(
+                content_type=CardFactory.content_types.adaptive_card,
+                content=render_card("project", project=project, can_post_update=False, notice=None),
+                preview=CardFactory.thumbnail_card(
+                    ThumbnailCard(
+                        title=project.name,
+                        subtitle=project.workstream_name,
+                        text=(project.latest.text[:120] if project.latest else "No update yet"),
+                    )
+                ),
+            )
+            for project in projects
+        ]
+        return MessagingExtensionResponse(
+            compose_extension=MessagingExtensionResult(
+                type="result", attachment_layout="list", attachments=attachments
+            )
+        )
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        response = await super().on_invoke_activity(turn_context)
+        if response is not None and response.status == 501:
+            logger.warning("Unknown invoke %r", turn_context.activity.name)
+        return response
+
+    # --- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _in_channel(activity: Activity) -> bool:
+        return bool(activity.conversation and activity.conversation.conversation_type == "channel")
+
+    @staticmethod
+    def _mentions_me(activity: Activity) -> bool:
+        recipient_id = activity.recipient.id if activity.recipient else None
+        for entity in activity.entities or []:
+            properties = entity.additional_properties or {}
+            mentioned = properties.get("mentioned") if entity.type == "mention" else None
+            if isinstance(mentioned, dict) and mentioned.get("id") == recipient_id:
+                return True
+        return False
+
+    @staticmethod
+    def _conversation_type(turn_context: TurnContext) -> str:
+        return turn_context.activity.conversation.conversation_type or "personal"
+
+    async def _remember_conversation(self, turn_context: TurnContext) -> None:
+        """Store where the bot can write later, once per conversation (first contact)."""
+        activity = turn_context.activity
+        async with self._sessions() as session:
+            if await people.has_conversation_reference(
+                session, conversation_id=activity.conversation.id
+            ):
+                return
+        team_id, channel_id = _team_and_channel(activity)
+        reference = TurnContext.get_conversation_reference(activity).serialize()
+        try:
+            await self._save_conversation(turn_context, reference, team_id, channel_id)
+        except IntegrityError:
+            # Two first turns of one conversation raced (two replicas); one of them saved it.
+            logger.info("Conversation reference already saved by a concurrent turn")
+
+    async def _save_conversation(
+        self,
+        turn_context: TurnContext,
+        reference: dict[str, Any],
+        team_id: str | None,
+        channel_id: str | None,
+    ) -> None:
+        activity = turn_context.activity
+        conversation_type = self._conversation_type(turn_context)
+        async with transaction(self._sessions) as session:
+            person_id = None
+            sender = activity.from_property
+            if conversation_type == "personal" and sender and sender.id:
+                person = await people.record_person(
+                    session,
+                    aad_object_id=sender.aad_object_id,
+                    teams_id=sender.id,
+                    name=sender.name,
+                )
+                person_id = person.id
+            await people.save_conversation_reference(
+                session,
+                conversation_id=activity.conversation.id,
+                conversation_type=conversation_type,
+                tenant_id=teams_tenant_id(activity),
+                service_url=activity.service_url,
+                reference=reference,
+                team_id=team_id,
+                channel_id=channel_id,
+                person_id=person_id,
+            )

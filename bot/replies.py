@@ -1,0 +1,43 @@
+"""Replies for turns that fail, and the one error handler every turn goes through."""
+
+from __future__ import annotations
+
+import logging
+
+from botbuilder.core import ConversationState, MessageFactory, TurnContext
+
+from storage.db import is_unavailable
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE_TEXT = "I can't reach the programme data right now, please try again in a minute."
+FAILED_TEXT = (
+    "Sorry, something went wrong on my side and I couldn't finish that. "
+    "Please try again, or type **help** to see what I can do."
+)
+
+
+async def reply_to_failed_turn(
+    turn_context: TurnContext, error: Exception, conversation_state: ConversationState
+) -> None:
+    """Log the failure, tell the person something useful, and drop broken dialog state."""
+    activity = turn_context.activity
+    if is_unavailable(error):
+        logger.warning(
+            "Database unavailable during %s turn: %s", activity.type, type(error).__name__
+        )
+        text = UNAVAILABLE_TEXT
+    else:
+        logger.exception("Unhandled error in %s turn", activity.type, exc_info=error)
+        text = FAILED_TEXT
+        # State that made a turn fail would make the next one fail too.
+        try:
+            await conversation_state.delete(turn_context)
+        except Exception:
+            logger.warning("Could not clear conversation state after an error", exc_info=True)
+    if activity.type == "invoke":
+        return  # the HTTP answer carries the failure; a chat message would confuse
+    try:
+        await turn_context.send_activity(MessageFactory.text(text))
+    except Exception:
+        logger.warning("Could not send the error reply", exc_info=True)

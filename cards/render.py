@@ -1,0 +1,126 @@
+"""Render the Jinja2 templates in `templates/` into Adaptive Card dicts.
+
+Templates produce JSON text. Every string that comes from data or from a person is emitted
+through `|tojson`, so quotes, backslashes, newlines and template syntax in it stay inside a
+JSON string and come back verbatim when the text is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_SUFFIX = ".json.j2"  # `_`-prefixed templates are shared parts, not cards
+
+RAG_LABELS = {None: "Not reported", "red": "Red", "amber": "Amber", "green": "Green"}
+# TextBlock colours of the host's palette that read as red, amber and green.
+RAG_COLORS = {None: "default", "red": "attention", "amber": "warning", "green": "good"}
+
+ELLIPSIS = "…"
+
+
+class CardRenderError(RuntimeError):
+    """A card could not be rendered: unknown card, missing or bad context, or a template bug."""
+
+
+def month_label(month: date) -> str:
+    """The month a date falls in, as people write it: "June 2022"."""
+    return f"{month:%B %Y}"
+
+
+def rag_label(rag: str | None) -> str:
+    """The RAG status as people read it: "red" is "Red", None is "Not reported"."""
+    try:
+        return RAG_LABELS[rag]
+    except KeyError:
+        raise ValueError(f"Unknown RAG status {rag!r}") from None
+
+
+def rag_color(rag: str | None) -> str:
+    """The TextBlock colour for a RAG status."""
+    try:
+        return RAG_COLORS[rag]
+    except KeyError:
+        raise ValueError(f"Unknown RAG status {rag!r}") from None
+
+
+def truncate_text(text: str, length: int) -> str:
+    """At most `length` characters: cut at a word boundary when one is near, then "…"."""
+    if len(text) <= length:
+        return text
+    cut = text[: length - len(ELLIPSIS)]
+    if not text[len(cut)].isspace():
+        # The cut splits a word: drop that part-word unless the word is very long.
+        space = cut.rfind(" ")
+        if space > 0 and len(cut) - space <= 20:
+            cut = cut[:space]
+    return cut.rstrip() + ELLIPSIS
+
+
+def make_environment(loader: BaseLoader) -> Environment:
+    """The Jinja2 environment cards are rendered in, reading templates from `loader`."""
+    environment = Environment(
+        loader=loader,
+        undefined=StrictUndefined,
+        # The output is JSON, not HTML: strings are made safe by `|tojson`, not by escaping.
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    environment.filters.update(
+        month_label=month_label,
+        rag_label=rag_label,
+        rag_color=rag_color,
+        truncate_text=truncate_text,
+    )
+    return environment
+
+
+@cache
+def _environment() -> Environment:
+    return make_environment(FileSystemLoader(TEMPLATES_DIR))
+
+
+def render_card(name: str, **context: Any) -> dict[str, Any]:
+    """Render the card `name` with `context` and return it as a dict ready to attach.
+
+    Raises CardRenderError naming the template if the card is unknown, if the context lacks
+    something the template uses, or if the template produced invalid JSON.
+    """
+    if name.startswith("_") or "/" in name or "\\" in name:
+        raise CardRenderError(f"Unknown card {name!r}")
+    template_name = f"{name}{TEMPLATE_SUFFIX}"
+    try:
+        template = _environment().get_template(template_name)
+    except TemplateNotFound as error:
+        raise CardRenderError(f"Unknown card {name!r} (no template {template_name})") from error
+    except TemplateError as error:
+        raise CardRenderError(f"Template {template_name} failed to load: {error}") from error
+    try:
+        rendered = template.render(**context)
+    except (TemplateError, ValueError) as error:
+        raise CardRenderError(f"Template {template_name} failed to render: {error}") from error
+    try:
+        card = json.loads(rendered)
+    except json.JSONDecodeError as error:
+        raise CardRenderError(
+            f"Template {template_name} rendered invalid JSON at line {error.lineno}, "
+            f"column {error.colno}: {error.msg}"
+        ) from error
+    if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
+        raise CardRenderError(f"Template {template_name} did not render an AdaptiveCard object")
+    return card

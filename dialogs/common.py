@@ -1,0 +1,24 @@
+"""Small helpers every dialog uses to talk back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.schema import Activity
+
+from cards import render_card
+
+
+def card_message(name: str, **context: Any) -> Activity:
+    return MessageFactory.attachment(CardFactory.adaptive_card(render_card(name, **context)))
+
+
+async def send_card(turn_context: TurnContext, name: str, **context: Any) -> None:
+    await turn_context.send_activity(card_message(name, **context))
+
+
+def submitted_values(turn_context: TurnContext) -> dict[str, Any]:
+    """The data of an Action.Submit (a dict), or {} for anything else."""
+    value = turn_context.activity.value
+    return value if isinstance(value, dict) else {}

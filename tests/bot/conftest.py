@@ -1,0 +1,85 @@
+"""The bot served over real HTTP on loopback, with a fake connector as its serviceUrl."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bot.app import create_app
+from bot.config import Settings
+from tests.support.connector import FakeConnector
+from tests.support.teams import ADMIN_AAD_ID, OFFICER, TeamsClient
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "microsoft_app_id": "",
+        "admin_aad_ids": frozenset({ADMIN_AAD_ID}),
+        "allowed_tenant_ids": frozenset(),
+    }
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+
+
+class BotServer:
+    """One bot process: start it, stop it, start another on the same database."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def start(self) -> BotServer:
+        self.server = TestServer(create_app(self.settings), host="127.0.0.1")
+        await self.server.start_server()
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+
+@pytest.fixture(scope="session")
+async def connector() -> AsyncIterator[FakeConnector]:
+    fake = FakeConnector()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+async def bot_server(database_url: str) -> AsyncIterator[BotServer]:
+    server = await BotServer(make_settings(database_url)).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def client(
+    bot_server: BotServer, connector: FakeConnector, http: aiohttp.ClientSession
+) -> TeamsClient:
+    """A member of staff in a new 1:1 chat with the bot."""
+    return TeamsClient(bot_url=bot_server.url, connector=connector, http=http)
+
+
+@pytest.fixture
+def officer(
+    bot_server: BotServer, connector: FakeConnector, http: aiohttp.ClientSession
+) -> TeamsClient:
+    """A programme officer (listed in ADMIN_AAD_IDS) in a new 1:1 chat with the bot."""
+    return TeamsClient(bot_url=bot_server.url, connector=connector, http=http, user=OFFICER)

@@ -1,0 +1,76 @@
+"""The HTTP surface: bad requests get a clear 4xx, health and readiness answer."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.bot.conftest import BotServer
+from tests.support.teams import TeamsClient
+
+
+async def test_healthz_and_readyz(bot_server: BotServer, http: aiohttp.ClientSession) -> None:
+    async with http.get(bot_server.url + "/healthz") as response:
+        assert response.status == 200
+    async with http.get(bot_server.url + "/readyz") as response:
+        assert response.status == 200
+        assert (await response.json())["database"] == "ok"
+
+
+async def test_non_json_body_is_400(bot_server: BotServer, http: aiohttp.ClientSession) -> None:
+    async with http.post(
+        bot_server.url + "/api/messages",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 400
+        assert "JSON" in (await response.json())["detail"]
+
+
+async def test_missing_content_type_is_415(
+    bot_server: BotServer, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(bot_server.url + "/api/messages", data=b'{"type": "message"}') as response:
+        assert response.status == 415
+
+
+async def test_activity_without_type_is_400(client: TeamsClient) -> None:
+    body = client.activity(text="help")
+    del body["type"]
+    reply = await client.post(body)
+    assert reply.status == 400
+    assert "type" in reply.body["detail"]
+    assert reply.sent == []
+
+
+async def test_json_that_is_not_an_object_is_400(
+    bot_server: BotServer, http: aiohttp.ClientSession
+) -> None:
+    for body in (b"[1, 2]", b'"message"', b"null", b"7", b'{"type": 3}', b'{"type": ""}'):
+        async with http.post(
+            bot_server.url + "/api/messages",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 400, body
+
+
+async def test_wrongly_typed_fields_are_400_not_500(client: TeamsClient) -> None:
+    reply = await client.post(client.activity(text="help", conversation="not an object"))
+    assert reply.status == 400
+    reply = await client.post(client.activity(text="help", serviceUrl=None))
+    assert reply.status == 400
+
+
+async def test_unknown_invoke_is_501(client: TeamsClient) -> None:
+    reply = await client.invoke("someExtension/unknownThing", {"x": 1})
+    assert reply.status == 501
+    assert reply.sent == []
+
+
+async def test_repeated_delivery_is_processed_once(client: TeamsClient) -> None:
+    activity = client.activity(text="help")
+    first = await client.post(activity)
+    second = await client.post(activity)
+    assert first.status == second.status == 201
+    assert len(first.sent) == 1
+    assert second.sent == []

@@ -1,0 +1,69 @@
+"""Shared fixtures: a migrated, seeded database per backend.
+
+Every database-backed test runs on SQLite and, when TEST_DATABASE_URL is set, on PostgreSQL
+too: the `database_url` fixture is parametrised over the backends and the tests that need a
+database take it (directly or through `sessions`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import async_database_url
+from storage import migrate
+from storage.db import create_engine, session_factory
+from storage.seed import seed_programme
+
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """An empty database migrated to head and seeded with the programme's data."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "ourcambridge-test.db"
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        url = async_database_url(POSTGRES_URL)
+        await _reset_postgres(url)
+    # Alembic's env runs its own event loop, so it gets a thread of its own.
+    await asyncio.to_thread(migrate.upgrade, url)
+    engine = create_engine(url)
+    try:
+        await seed_programme(session_factory(engine))
+    finally:
+        await engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(engine)

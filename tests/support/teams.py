@@ -1,0 +1,184 @@
+"""Teams-shaped activities, and a client that posts them to the bot over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from tests.support.connector import FakeConnector
+
+TENANT_ID = "72f988bf-0000-4000-8000-00000000cafe"
+BOT_ID = "28:ourcambridge-bot"
+BOT_NAME = "Our Cambridge"
+ADMIN_AAD_ID = "aad-0000-programme-officer"
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class TeamsUser:
+    name: str
+    aad_object_id: str
+    teams_id: str = field(default="")
+
+    @property
+    def account(self) -> dict[str, str]:
+        return {
+            "id": self.teams_id or f"29:{self.aad_object_id}",
+            "name": self.name,
+            "aadObjectId": self.aad_object_id,
+        }
+
+
+OFFICER = TeamsUser(name="Priya Programme-Officer", aad_object_id=ADMIN_AAD_ID)
+STAFF = TeamsUser(name="Sam Staff", aad_object_id="aad-1111-staff-member")
+
+
+def new_conversation_id(kind: str = "personal") -> str:
+    return f"a:{kind}-{uuid.uuid4().hex}"
+
+
+def activity(
+    service_url: str,
+    *,
+    type: str = "message",
+    conversation_id: str,
+    user: TeamsUser = STAFF,
+    conversation_type: str = "personal",
+    **fields: Any,
+) -> dict[str, Any]:
+    channel_data: dict[str, Any] = {"tenant": {"id": TENANT_ID}}
+    if conversation_type == "channel":
+        channel_data |= {"team": {"id": "19:team-ourcambridge"}, "channel": {"id": conversation_id}}
+    return {
+        "type": type,
+        "id": f"act-{next(_ids)}-{uuid.uuid4().hex[:8]}",
+        "timestamp": "2026-11-28T10:00:00.000Z",
+        "channelId": "msteams",
+        "serviceUrl": service_url,
+        "from": user.account,
+        "recipient": {"id": BOT_ID, "name": BOT_NAME},
+        "conversation": {
+            "id": conversation_id,
+            "conversationType": conversation_type,
+            "tenantId": TENANT_ID,
+            **({"isGroup": True} if conversation_type != "personal" else {}),
+        },
+        "channelData": channel_data,
+        "locale": "en-GB",
+        **fields,
+    }
+
+
+@dataclass
+class Reply:
+    """What the bot answered to one POST: the HTTP status and body, and what it sent."""
+
+    status: int
+    body: Any
+    sent: list[dict[str, Any]]
+
+    @property
+    def texts(self) -> list[str]:
+        return [a.get("text") or "" for a in self.sent]
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        return [
+            attachment["content"]
+            for a in self.sent
+            for attachment in a.get("attachments") or []
+            if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive"
+        ]
+
+    @property
+    def card(self) -> dict[str, Any]:
+        assert len(self.cards) == 1, f"expected one card, got {len(self.cards)}: {self.sent}"
+        return self.cards[0]
+
+
+@dataclass
+class TeamsClient:
+    """Talks to the bot as Teams does: POST /api/messages, replies arrive at the connector."""
+
+    bot_url: str
+    connector: FakeConnector
+    http: aiohttp.ClientSession
+    conversation_id: str = field(default_factory=new_conversation_id)
+    user: TeamsUser = STAFF
+    conversation_type: str = "personal"
+
+    async def post(self, body: Any, *, headers: dict[str, str] | None = None) -> Reply:
+        before = len(self.connector.sent)
+        async with self.http.post(
+            self.bot_url + "/api/messages",
+            json=body,
+            headers=headers or {},
+        ) as response:
+            text = await response.text()
+            try:
+                parsed: Any = await response.json(content_type=None) if text else None
+            except ValueError:
+                parsed = text
+            return Reply(
+                status=response.status,
+                body=parsed,
+                sent=[s.activity for s in self.connector.sent[before:]],
+            )
+
+    def activity(self, **fields: Any) -> dict[str, Any]:
+        return activity(
+            self.connector.url,
+            conversation_id=self.conversation_id,
+            user=self.user,
+            conversation_type=self.conversation_type,
+            **fields,
+        )
+
+    async def say(self, text: str, **fields: Any) -> Reply:
+        if self.conversation_type == "channel":
+            text = f"<at>{BOT_NAME}</at> {text}"
+            fields.setdefault("entities", [mention()])
+        return await self.post(self.activity(text=text, **fields))
+
+    async def submit(self, value: dict[str, Any]) -> Reply:
+        return await self.post(self.activity(value=value))
+
+    async def invoke(self, name: str, value: Any) -> Reply:
+        return await self.post(self.activity(type="invoke", name=name, value=value))
+
+    async def install(self) -> Reply:
+        return await self.post(self.activity(type="installationUpdate", action="add"))
+
+
+def mention() -> dict[str, Any]:
+    return {
+        "type": "mention",
+        "text": f"<at>{BOT_NAME}</at>",
+        "mentioned": {"id": BOT_ID, "name": BOT_NAME},
+    }
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """Every piece of text in a card, joined, for assertions about what a person sees."""
+    parts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("text", "title", "value", "label", "placeholder") and isinstance(
+                    value, str
+                ):
+                    parts.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(card)
+    return "\n".join(parts)
