@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        print(f"ourcambridge: configuration error:\n{error}", file=sys.stderr)
+        sys.stderr.write(f"ourcambridge: configuration error:\n{error}\n")
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -16,7 +16,9 @@ from storage import programme
 from storage.models import DesignPrinciple, Project, ProjectUpdate, Workstream
 from storage.seed import read_programme, seed_programme
 
-SOURCE = Path(__file__).resolve().parents[3] / "shared" / "seed" / "our-cambridge-programme.txt"
+# A copy of the programme's source document is kept in the repository, so that the data
+# file can be checked against it anywhere.
+SOURCE = Path(__file__).resolve().parents[2] / "docs" / "source" / "our-cambridge-programme.txt"
 
 
 def _flat(text: str) -> str:
