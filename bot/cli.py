@@ -97,15 +97,9 @@ async def _seed(settings: Settings) -> int:
 
     engine = create_engine(settings.database_url)
     try:
-        report = await seed_programme(session_factory(engine))
+        await seed_programme(session_factory(engine))  # logs what it created and updated
     finally:
         await engine.dispose()
-    logger.info(
-        "Seeded the programme: %d created, %d updated, %d unchanged",
-        report.created,
-        report.updated,
-        report.unchanged,
-    )
     return 0
 
 

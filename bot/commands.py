@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "cancel": ("cancel", "stop", "quit"),
 }
 
+TAKES_ARGUMENT = ("status", "projects")
+
 # Buttons offered when nothing matched: (command, button title).
 SUGGESTIONS: dict[str, tuple[str, str]] = {
     "help": ("help", "Help"),
@@ -51,8 +53,12 @@ def parse(text: str) -> Command:
 
 
 def closest_commands(text: str, *, limit: int = 3) -> list[tuple[str, str]]:
-    """The commands nearest to what was typed, as (command, title) button pairs."""
-    first_word = normalise(text).split(" ", 1)[0] if normalise(text) else ""
+    """The commands nearest to what was typed, as (command, title) button pairs.
+
+    A misspelt command that takes an argument keeps it: "statsu orchard" -> "status orchard".
+    """
+    words = normalise(text).split(" ", 1) if normalise(text) else [""]
+    first_word, rest = words[0], (words[1] if len(words) > 1 else "")
     choices = {phrase: name for name, phrases in COMMANDS.items() for phrase in phrases}
     ranked = process.extract(first_word, list(choices), scorer=fuzz.ratio, limit=20)
     names: list[str] = []
@@ -65,4 +71,10 @@ def closest_commands(text: str, *, limit: int = 3) -> list[tuple[str, str]]:
             break
         if name not in names:
             names.append(name)
-    return [SUGGESTIONS[name] for name in names[:limit]]
+    suggestions = []
+    for index, name in enumerate(names[:limit]):
+        if index == 0 and rest and name in TAKES_ARGUMENT:
+            suggestions.append((f"{name} {rest}", f"{name} {rest}"[:60]))
+        else:
+            suggestions.append(SUGGESTIONS[name])
+    return suggestions

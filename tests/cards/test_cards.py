@@ -467,20 +467,11 @@ def test_command_buttons_send_the_command_as_a_message(name: str, context: dict[
         assert button == {
             "type": "Action.Submit",
             "title": button["title"],
-            "data": {
-                "command": command,
-                "msteams": {"type": "messageBack", "text": command, "displayText": command},
-            },
+            "data": {"command": command},
         }
 
 
 # --- the schema and Teams' additions -----------------------------------------------------------
-
-
-def test_schema_accepts_messageback_inside_submit_data(validator: TeamsCardValidator) -> None:
-    card = render_card("help", is_admin=False, in_channel=False)
-    assert any("msteams" in button["data"] for button in _command_buttons(card))
-    assert validator.errors(card) == []
 
 
 def test_only_the_known_teams_additions_are_allowed(validator: TeamsCardValidator) -> None:
