@@ -328,10 +328,16 @@ class OurCambridgeBot(TeamsActivityHandler):
     async def on_teams_messaging_extension_query(
         self, turn_context: TurnContext, query: MessagingExtensionQuery
     ) -> MessagingExtensionResponse:
-        search_text = ""
-        for parameter in query.parameters or []:
-            if parameter.name == "searchText" and isinstance(parameter.value, str):
-                search_text = parameter.value
+        # The manifest names the parameter searchText, but clients differ (the Agents
+        # Playground sends its own name): take the first one that is not initialRun.
+        search_text = next(
+            (
+                parameter.value
+                for parameter in query.parameters or []
+                if parameter.name != "initialRun" and isinstance(parameter.value, str)
+            ),
+            "",
+        )
         async with self._sessions() as session:
             slugs = programme.search_names(
                 search_text, await programme.project_names(session), limit=SEARCH_RESULTS

@@ -202,3 +202,12 @@ async def test_card_button_in_a_channel_is_answered_without_mention(client: Team
     client.conversation_type = "channel"
     reply = await client.post(client.activity(value={"command": "status alloy"}))
     assert "Currently in delivery" in card_text(reply.card)
+
+
+async def test_compose_box_search_whatever_the_parameter_is_called(client: TeamsClient) -> None:
+    reply = await client.invoke(
+        "composeExtension/query",
+        {"commandId": "", "parameters": [{"name": "query", "value": "tascomi"}]},
+    )
+    attachments = reply.body["composeExtension"]["attachments"]
+    assert [a["preview"]["content"]["title"] for a in attachments] == ["Tascomi"]
