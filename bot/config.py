@@ -6,6 +6,8 @@ from types import SimpleNamespace
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
+from botframework.connector.auth import AuthenticationConstants as Endpoints
+from botframework.connector.auth import CallerIdConstants
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -41,14 +43,20 @@ class Settings(BaseSettings):
         default=frozenset(), validation_alias=AliasChoices("ALLOWED_TENANT_IDS")
     )
     timezone: str = Field(default="Europe/London", validation_alias=AliasChoices("TIMEZONE"))
+    openid_metadata_url: str = Field(
+        default="", validation_alias=AliasChoices("BOT_OPENID_METADATA_URL")
+    )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
 
     @field_validator("admin_aad_ids", "allowed_tenant_ids", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         # Environment values are comma- or space-separated lists of ids.
+        # Ids are compared case-insensitively: Entra ID GUIDs come in either case.
         if isinstance(value, str):
-            return frozenset(part.strip().lower() for part in value.replace(",", " ").split())
+            value = value.replace(",", " ").split()
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(part).strip().lower() for part in value if str(part).strip())
         return value
 
     @field_validator("timezone")
@@ -111,9 +119,22 @@ def botframework_config(settings: Settings) -> SimpleNamespace:
         # No app id: authentication off (local development, the Agents Playground).
         # botbuilder only allows that with its MultiTenant credential factory.
         return SimpleNamespace(APP_ID="", APP_PASSWORD="", APP_TYPE="MultiTenant", APP_TENANTID="")
-    return SimpleNamespace(
+    config = SimpleNamespace(
         APP_ID=settings.microsoft_app_id,
         APP_PASSWORD=settings.microsoft_app_password,
         APP_TYPE=settings.microsoft_app_type,
         APP_TENANTID=settings.microsoft_app_tenant_id,
     )
+    if settings.openid_metadata_url:
+        # Setting any one endpoint switches botbuilder to its "parameterized" authentication,
+        # which then needs every endpoint: the public cloud's, but for the metadata URL.
+        config.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL = settings.openid_metadata_url
+        config.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER = Endpoints.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER
+        config.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL = (
+            Endpoints.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL
+        )
+        config.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE = Endpoints.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
+        config.TO_CHANNEL_FROM_BOT_LOGIN_URL = Endpoints.TO_CHANNEL_FROM_BOT_LOGIN_URL
+        config.OAUTH_URL = Endpoints.OAUTH_URL
+        config.CALLER_ID = CallerIdConstants.public_azure_channel
+    return config

@@ -1,0 +1,106 @@
+"""With MicrosoftAppId set, only requests bearing a valid Bot Framework token are served."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import jwt
+import pytest
+from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
+
+from bot.app import create_app
+from tests.bot.conftest import make_settings
+from tests.support.connector import FakeConnector
+from tests.support.openid import OpenIdServer, new_key
+from tests.support.teams import TeamsClient, card_text
+
+APP_ID = "a1b2c3d4-0000-4000-8000-0000000000aa"
+
+
+class NoOutgoingTokens(ServiceClientCredentialsFactory):
+    """Outgoing replies would fetch a token from Entra ID, which tests cannot reach."""
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return app_id == APP_ID
+
+    async def is_authentication_disabled(self) -> bool:
+        return False
+
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> MicrosoftAppCredentials:
+        return MicrosoftAppCredentials("", "")
+
+
+@pytest.fixture(scope="module")
+def openid() -> Iterator[OpenIdServer]:
+    server = OpenIdServer(new_key()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def secured(
+    database_url: str,
+    openid: OpenIdServer,
+    connector: FakeConnector,
+    http: aiohttp.ClientSession,
+) -> AsyncIterator[TeamsClient]:
+    from aiohttp.test_utils import TestServer
+
+    settings = make_settings(
+        database_url,
+        microsoft_app_id=APP_ID,
+        microsoft_app_password="not-used-by-these-tests",
+        microsoft_app_tenant_id="72f988bf-0000-4000-8000-00000000cafe",
+        openid_metadata_url=openid.url + "/openid",
+    )
+    server = TestServer(create_app(settings, credentials_factory=NoOutgoingTokens()))
+    await server.start_server()
+    yield TeamsClient(bot_url=str(server.make_url("")).rstrip("/"), connector=connector, http=http)
+    await server.close()
+
+
+async def _post(client: TeamsClient, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    reply = await client.post(client.activity(text="status alloy"), headers=headers)
+    assert reply.sent == [] or reply.status == 201
+    return reply.status
+
+
+async def test_a_valid_token_is_served(secured: TeamsClient, openid: OpenIdServer) -> None:
+    token = openid.token(audience=APP_ID, service_url=secured.connector.url)
+    reply = await secured.post(
+        secured.activity(text="status alloy"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert reply.status == 201
+    assert "Currently in delivery" in card_text(reply.card)
+
+
+async def test_bad_tokens_are_refused_with_401(secured: TeamsClient, openid: OpenIdServer) -> None:
+    service_url = secured.connector.url
+    unsigned = jwt.encode(
+        {"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": service_url},
+        key=None,
+        algorithm="none",
+    )
+    bad = {
+        "missing": None,
+        "not a jwt": "garbage",
+        "expired": openid.token(audience=APP_ID, service_url=service_url, expires_in=-3600),
+        "wrong audience": openid.token(audience="someone-else", service_url=service_url),
+        "wrong issuer": openid.token(
+            audience=APP_ID, service_url=service_url, issuer="https://evil.example"
+        ),
+        "wrong serviceurl": openid.token(audience=APP_ID, service_url="https://elsewhere/"),
+        "unknown key": openid.token(
+            audience=APP_ID, service_url=service_url, key=new_key(), key_id="stranger"
+        ),
+        "signed by another key": openid.token(
+            audience=APP_ID, service_url=service_url, key=new_key()
+        ),
+        "unsigned": unsigned,
+    }
+    statuses = {name: await _post(secured, token) for name, token in bad.items()}
+    assert statuses == dict.fromkeys(bad, 401)
