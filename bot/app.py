@@ -105,7 +105,7 @@ async def messages(request: web.Request) -> web.Response:
             activity, request.headers.get("Authorization", "")
         )
     except Exception as error:
-        logger.info("Refused an unauthenticated request: %s", type(error).__name__, exc_info=True)
+        logger.info("Refused an unauthenticated request: %s: %s", type(error).__name__, error)
         return _problem(HTTPStatus.UNAUTHORIZED, "The request is not authenticated.")
     invoke_response = await adapter.process_activity(
         authentication, activity, request.app[BOT].on_turn

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
-from botbuilder.core import ConversationState, MessageFactory, TurnContext
+from botbuilder.core import ConversationState, InvokeResponse, MessageFactory, TurnContext
+from botbuilder.schema import Activity, ActivityTypes
 
 from storage.db import is_unavailable
 
@@ -36,7 +38,17 @@ async def reply_to_failed_turn(
         except Exception:
             logger.warning("Could not clear conversation state after an error", exc_info=True)
     if activity.type == "invoke":
-        return  # the HTTP answer carries the failure; a chat message would confuse
+        # The HTTP answer carries the failure (a chat message would confuse): 503 when the
+        # database is away, so Teams shows its own "try again".
+        status = (
+            HTTPStatus.SERVICE_UNAVAILABLE
+            if is_unavailable(error)
+            else HTTPStatus.INTERNAL_SERVER_ERROR
+        )
+        await turn_context.send_activity(
+            Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=int(status)))
+        )
+        return
     try:
         await turn_context.send_activity(MessageFactory.text(text))
     except Exception:

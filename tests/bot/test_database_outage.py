@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
 from bot.replies import UNAVAILABLE_TEXT
+from storage import migrate
+from storage.db import create_engine, session_factory
+from storage.seed import seed_programme
 from tests.bot.conftest import BotServer, make_settings
 from tests.support.connector import FakeConnector
 from tests.support.tcp_proxy import TcpProxy
@@ -33,6 +39,10 @@ async def test_outage_is_explained_and_the_bot_recovers(
         assert reply.texts == [UNAVAILABLE_TEXT]
         async with http.get(server.url + "/readyz") as response:
             assert response.status == 503
+        search = await client.invoke(
+            "composeExtension/query", {"parameters": [{"name": "searchText", "value": "orch"}]}
+        )
+        assert search.status == 503
 
         await proxy.open()
         async with http.get(server.url + "/readyz") as response:
@@ -41,3 +51,28 @@ async def test_outage_is_explained_and_the_bot_recovers(
     finally:
         await server.stop()
         await proxy.cut()
+
+
+async def test_a_missing_sqlite_file_is_explained_and_recovered_from(
+    tmp_path: Path, connector: FakeConnector, http: aiohttp.ClientSession
+) -> None:
+    folder = tmp_path / "not-yet"
+    url = f"sqlite+aiosqlite:///{folder / 'ourcambridge.db'}"
+    server = await BotServer(make_settings(url)).start()
+    client = TeamsClient(bot_url=server.url, connector=connector, http=http)
+    try:
+        reply = await client.say("status alloy")
+        assert reply.texts == [UNAVAILABLE_TEXT]
+        async with http.get(server.url + "/readyz") as response:
+            assert response.status == 503
+
+        folder.mkdir()
+        await asyncio.to_thread(migrate.upgrade, url)
+        engine = create_engine(url)
+        await seed_programme(session_factory(engine))
+        await engine.dispose()
+        async with http.get(server.url + "/readyz") as response:
+            assert response.status == 200
+        assert "Currently in delivery" in card_text((await client.say("status alloy")).card)
+    finally:
+        await server.stop()
