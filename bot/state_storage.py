@@ -1,10 +1,10 @@
 """botbuilder's `Storage` on the bot's SQL database, so dialog state survives restarts and is
-shared by every replica."""
+shared by every replica, with botbuilder's optimistic concurrency on e-tags."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from botbuilder.core import Storage, StoreItem
@@ -15,64 +15,88 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import state
 from storage.db import transaction
+from storage.state import StateConflict
+
+__all__ = ["SqlStorage", "StateConflict"]
+
+ETAG = "e_tag"
 
 
 class SqlStorage(Storage):
     """Documents are serialised with jsonpickle, as botbuilder's Azure stores do: dialog state
-    holds DialogState/DialogInstance objects that plain json cannot round-trip."""
+    holds DialogState/DialogInstance objects that plain json cannot round-trip. A write whose
+    e-tag is stale raises `StateConflict` (its message names the key)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]):
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def read(self, keys: Iterable[str]) -> dict[str, Any]:
         if keys is None:
+            # The exact message botbuilder's conformance suite expects of a SQL-like store.
             raise ValueError("Keys are required when reading")
+        wanted = list(keys)
+        if not wanted:
+            return {}
         async with self._sessions() as session:
-            rows = await state.read_documents(session, keys=list(keys))
-        items: dict[str, Any] = {}
-        for key, (document, etag) in rows.items():
-            item = Unpickler().restore(json.loads(document))
-            _set_etag(item, etag)
-            items[key] = item
-        return items
+            rows = await state.read_documents(session, keys=wanted)
+        return {key: _restore(document, etag) for key, (document, etag) in rows.items()}
 
-    async def write(self, changes: dict[str, StoreItem]) -> None:
+    async def write(self, changes: Mapping[str, Any]) -> None:
         if changes is None:
             raise ValueError("Changes are required when writing")
         if not changes:
             return
+        new_etags: dict[str, str] = {}
         # One transaction: a conflict on any key leaves every key of this write unchanged.
         async with transaction(self._sessions) as session:
-            for key, item in changes.items():
-                expected = _get_etag(item)
-                document = json.dumps(Pickler().flatten(_without_etag(item)))
-                new_etag = await state.write_document(
-                    session, key=key, document=document, expected_etag=expected
+            # Sorted, so two concurrent multi-key writes lock rows in the same order and
+            # cannot deadlock each other on PostgreSQL.
+            for key in sorted(changes):
+                item = changes[key]
+                new_etags[key] = await state.write_document(
+                    session, key=key, document=_flatten(item), expected_etag=_get_etag(item)
                 )
-                # The caller's object now carries the row's new e-tag, so a second save in
-                # the same turn is not mistaken for a concurrent writer.
-                _set_etag(item, new_etag)
+        # Only after the commit: the caller's objects now carry the rows' e-tags, so a second
+        # save in the same turn is not refused as if another writer had got in between. Done
+        # before the commit, a rolled-back write would leave them holding e-tags never stored.
+        for key, etag in new_etags.items():
+            _set_etag(changes[key], etag)
 
-    async def delete(self, keys: list[str]) -> None:
+    async def delete(self, keys: Iterable[str]) -> None:
+        if keys is None:
+            raise ValueError("Keys are required when deleting")
+        wanted = list(keys)
+        if not wanted:
+            return
         async with transaction(self._sessions) as session:
-            await state.delete_documents(session, keys=keys)
+            await state.delete_documents(session, keys=wanted)
+
+
+def _flatten(item: Any) -> str:
+    flattened = Pickler().flatten(item)
+    if isinstance(item, dict) and isinstance(flattened, dict):
+        # A plain dict's e-tag belongs to the row, not the document: a copy stored inside
+        # would only go stale. (An object's e_tag attribute is kept, so that reading it back
+        # still finds the attribute to refresh; it is overwritten from the row on read.)
+        flattened.pop(ETAG, None)
+    return json.dumps(flattened)
+
+
+def _restore(document: str, etag: str) -> Any:
+    item = Unpickler().restore(json.loads(document))
+    _set_etag(item, etag)
+    return item
 
 
 def _get_etag(item: Any) -> str | None:
     if isinstance(item, dict):
-        return item.get("e_tag")
-    return getattr(item, "e_tag", None)
+        return item.get(ETAG)
+    return getattr(item, ETAG, None)
 
 
 def _set_etag(item: Any, etag: str) -> None:
+    # As botbuilder's stores: dicts get the key; objects only if they use e-tags at all.
     if isinstance(item, dict):
-        item["e_tag"] = etag
-    elif hasattr(item, "e_tag") or isinstance(item, StoreItem):
-        item.e_tag = etag
-
-
-def _without_etag(item: Any) -> Any:
-    # The e-tag belongs to the row, not the document: storing it too would let the two drift.
-    if isinstance(item, dict) and "e_tag" in item:
-        return {key: value for key, value in item.items() if key != "e_tag"}
-    return item
+        item[ETAG] = etag
+    elif hasattr(item, ETAG) or isinstance(item, StoreItem):
+        setattr(item, ETAG, etag)

@@ -1,13 +1,16 @@
 """Rows of the bot's state documents, with optimistic concurrency on an e-tag per row.
 
 The botbuilder `Storage` built on these lives in `bot/state_storage.py`; this module knows
-only keys, JSON text and e-tags.
+only keys, JSON text and e-tags. The functions take a session rather than a sessionmaker so
+the caller decides the transaction: one `Storage.write` of several keys is one transaction.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,20 +19,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import BotState, utcnow
 
-UNCONDITIONAL = (None, "*")
+# botbuilder's convention: no e-tag, or the wildcard, means "write whatever is there".
+UNCONDITIONAL: tuple[str | None, ...] = (None, "*")
 
 
 class StateConflict(Exception):
-    """Another turn changed the document since it was read."""
+    """The document was changed or deleted by another writer since it was read."""
 
-    def __init__(self, key: str):
-        super().__init__(f"State {key!r} was changed by another turn (e-tag mismatch)")
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"Bot state {key!r} was changed or deleted by another writer since it was read "
+            "(e-tag mismatch)"
+        )
         self.key = key
 
 
 async def read_documents(
     session: AsyncSession, *, keys: Iterable[str]
 ) -> dict[str, tuple[str, str]]:
+    """key -> (document JSON text, e-tag) for the keys that exist; missing keys are omitted."""
     wanted = list(keys)
     if not wanted:
         return {}
@@ -40,41 +48,54 @@ async def read_documents(
 async def write_document(
     session: AsyncSession, *, key: str, document: str, expected_etag: str | None
 ) -> str:
-    """Store `document` under `key`; return its new e-tag.
+    """Store `document` under `key` and return its new e-tag.
 
-    With an e-tag, only the version read may be replaced: a concurrent writer's change makes
-    this raise StateConflict instead of being silently overwritten. A key that does not
-    exist yet is created either way (as botbuilder's MemoryStorage does).
+    `expected_etag` None or "*" writes unconditionally (creating the row if need be). Any
+    other value replaces only the version that carried that e-tag: if the row was changed or
+    deleted meanwhile, StateConflict is raised and nothing is written. (A deleted row is a
+    conflict too: recreating it would silently undo the other writer's delete.)
     """
     new_etag = uuid.uuid4().hex
     now = utcnow()
-    if expected_etag not in UNCONDITIONAL:
-        result = await session.exec(
-            update(BotState)
-            .where(col(BotState.key) == key, col(BotState.etag) == expected_etag)
-            .values(document=document, etag=new_etag, updated_at=now)
-        )
-        if result.rowcount:
-            return new_etag
-        existing = await session.exec(select(BotState.key).where(col(BotState.key) == key))
-        if existing.first() is not None:
-            raise StateConflict(key)
-    # An upsert in one statement, so two first writers of a key cannot both insert.
-    insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
-    statement = insert(BotState).values(key=key, document=document, etag=new_etag, updated_at=now)
-    statement = statement.on_conflict_do_update(
-        index_elements=["key"],
-        set_={"document": document, "etag": new_etag, "updated_at": now},
+    if expected_etag in UNCONDITIONAL:
+        await session.exec(_upsert(session, key=key, document=document, etag=new_etag, now=now))
+        return new_etag
+    # One conditional statement, so the check and the write are atomic: PostgreSQL re-checks
+    # the WHERE after waiting for a concurrent writer's row lock, SQLite serialises writers.
+    result = await session.exec(
+        update(BotState)
+        .where(col(BotState.key) == key, col(BotState.etag) == expected_etag)
+        .values(document=document, etag=new_etag, updated_at=now)
     )
-    await session.exec(statement)
+    if result.rowcount != 1:
+        raise StateConflict(key)
     return new_etag
 
 
 async def delete_documents(session: AsyncSession, *, keys: Iterable[str]) -> None:
+    """Delete the keys' rows; keys that do not exist are ignored."""
     wanted = list(keys)
     if wanted:
         await session.exec(delete(BotState).where(col(BotState.key).in_(wanted)))
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind else "sqlite"
+def _upsert(session: AsyncSession, *, key: str, document: str, etag: str, now: datetime) -> Any:
+    """INSERT ... ON CONFLICT (key) DO UPDATE: a select-then-insert would let two first
+    writers of a key both try to insert, and one would fail on the primary key."""
+    values = {"key": key, "document": document, "etag": etag, "updated_at": now}
+    replaced = ("document", "etag", "updated_at")
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        pg_statement = postgresql.insert(BotState).values(values)
+        return pg_statement.on_conflict_do_update(
+            index_elements=[col(BotState.key)],
+            set_={name: pg_statement.excluded[name] for name in replaced},
+        )
+    if dialect == "sqlite":
+        lite_statement = sqlite.insert(BotState).values(values)
+        return lite_statement.on_conflict_do_update(
+            index_elements=[col(BotState.key)],
+            set_={name: lite_statement.excluded[name] for name in replaced},
+        )
+    # Failing loudly beats falling back to a racy select-then-insert on an untested backend.
+    raise NotImplementedError(f"No race-safe upsert for the {dialect!r} dialect")
