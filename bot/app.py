@@ -111,16 +111,14 @@ async def messages(request: web.Request) -> web.Response:
         authentication, activity, request.app[BOT].on_turn
     )
     if activity.type == "invoke":
-        return _invoke_response(activity, invoke_response)
+        return _invoke_response(invoke_response)
     return web.Response(status=HTTPStatus.CREATED)
 
 
-def _invoke_response(activity: Activity, invoke_response: InvokeResponse | None) -> web.Response:
+def _invoke_response(invoke_response: InvokeResponse | None) -> web.Response:
     if invoke_response is None:
         return web.Response(status=HTTPStatus.OK)
     status = int(invoke_response.status or HTTPStatus.OK)
-    if status == HTTPStatus.NOT_IMPLEMENTED:
-        logger.warning("No handler for invoke %r", activity.name)
     body = invoke_response.body
     if isinstance(body, Model):
         body = body.serialize()
@@ -142,8 +140,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             await ping(request.app[ENGINE])
     except Exception as error:
-        if not (is_unavailable(error) or isinstance(error, TimeoutError)):
-            raise
+        # Any failure to run SELECT 1 means this replica cannot serve turns: not ready.
         logger.warning("Database unreachable: %s", type(error).__name__)
         return web.json_response(
             {"status": "unavailable", "database": "unreachable"},

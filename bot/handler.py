@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from http import HTTPStatus
 from typing import Any
 
 from botbuilder.core import (
@@ -22,6 +23,7 @@ from botbuilder.schema.teams import (
     MessagingExtensionResponse,
     MessagingExtensionResult,
 )
+from msrest.exceptions import DeserializationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,7 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.commands import Command, closest_commands, parse
 from bot.config import Settings
 from cards import render_card
-from dialogs.common import send_card, submitted_values
+from dialogs.common import is_personal_chat, send_card, submitted_values
 from dialogs.post_update import CANCEL, SUBMIT, PostUpdateDialog
 from dialogs.project_status import ProjectStatusDialog, show_project_status
 from storage import activities, people, programme
@@ -72,7 +74,9 @@ class OurCambridgeBot(TeamsActivityHandler):
         self._sessions = sessions
         self._conversation_state = conversation_state
         self._dialogs = DialogSet(conversation_state.create_property("DialogState"))
-        self._dialogs.add(ProjectStatusDialog(sessions=sessions, is_admin=self.is_admin))
+        self._dialogs.add(
+            ProjectStatusDialog(sessions=sessions, can_post_update=self.can_post_updates_here)
+        )
         self._dialogs.add(
             PostUpdateDialog(sessions=sessions, is_admin=self.is_admin, today=self._today)
         )
@@ -80,6 +84,11 @@ class OurCambridgeBot(TeamsActivityHandler):
     def is_admin(self, turn_context: TurnContext) -> bool:
         sender = turn_context.activity.from_property
         return self._settings.is_admin(sender.aad_object_id if sender else None)
+
+    def can_post_updates_here(self, turn_context: TurnContext) -> bool:
+        """Officer-only buttons go on cards in a 1:1 chat only: a channel's cards are seen
+        (and pressed) by everyone. The server checks the role again when one is pressed."""
+        return self.is_admin(turn_context) and is_personal_chat(turn_context)
 
     def _today(self) -> date:
         return datetime.now(self._settings.zone).date()
@@ -179,7 +188,10 @@ class OurCambridgeBot(TeamsActivityHandler):
             )
         elif command.name == "status" and command.argument:
             await show_project_status(
-                turn_context, sessions=self._sessions, query=command.argument, is_admin=is_admin
+                turn_context,
+                sessions=self._sessions,
+                query=command.argument,
+                can_post_update=self.can_post_updates_here(turn_context),
             )
         elif command.name == "status":
             await dialog_context.begin_dialog(ProjectStatusDialog.__name__)
@@ -211,6 +223,9 @@ class OurCambridgeBot(TeamsActivityHandler):
             if active is not None and active.id == PostUpdateDialog.__name__:
                 await dialog_context.continue_dialog()
             elif action == SUBMIT:
+                # A form pressed while another question waits: the form wins, and the
+                # question is dropped rather than left underneath to catch the next message.
+                await dialog_context.cancel_all_dialogs()
                 await dialog_context.begin_dialog(
                     PostUpdateDialog.__name__,
                     {"project": str(values.get("project") or ""), "submission": values},
@@ -245,7 +260,7 @@ class OurCambridgeBot(TeamsActivityHandler):
                 turn_context,
                 sessions=self._sessions,
                 query=query,
-                is_admin=self.is_admin(turn_context),
+                can_post_update=self.can_post_updates_here(turn_context),
             )
 
     async def _send_projects(self, turn_context: TurnContext, argument: str) -> None:
@@ -364,7 +379,19 @@ class OurCambridgeBot(TeamsActivityHandler):
         )
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
-        response = await super().on_invoke_activity(turn_context)
+        value = turn_context.activity.value
+        if value is not None and not isinstance(value, dict):
+            # Every invoke Teams sends carries an object; anything else is a malformed
+            # request, and the SDK would fail deserialising it (a 500).
+            logger.info(
+                "Refused a %r invoke whose value is not an object", turn_context.activity.name
+            )
+            return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST))
+        try:
+            response = await super().on_invoke_activity(turn_context)
+        except DeserializationError:
+            logger.info("Refused a %r invoke with wrongly typed fields", turn_context.activity.name)
+            return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST))
         if response is not None and response.status == 501:
             logger.warning("Unknown invoke %r", turn_context.activity.name)
         return response
@@ -390,12 +417,17 @@ class OurCambridgeBot(TeamsActivityHandler):
         return turn_context.activity.conversation.conversation_type or "personal"
 
     async def _remember_conversation(self, turn_context: TurnContext) -> None:
-        """Store where the bot can write later, once per conversation (first contact)."""
+        """Store where the bot can write later: on first contact, and again whenever Teams
+        moves the conversation to another service URL (region) or reports its tenant."""
         activity = turn_context.activity
         async with self._sessions() as session:
-            if await people.has_conversation_reference(
+            stored = await people.conversation_address(
                 session, conversation_id=activity.conversation.id
-            ):
+            )
+        tenant_id = teams_tenant_id(activity)
+        if stored is not None:
+            service_url, stored_tenant = stored
+            if service_url == activity.service_url and tenant_id in (None, stored_tenant):
                 return
         team_id, channel_id = _team_and_channel(activity)
         reference = TurnContext.get_conversation_reference(activity).serialize()

@@ -9,10 +9,15 @@ from botbuilder.core import ConversationState, InvokeResponse, MessageFactory, T
 from botbuilder.schema import Activity, ActivityTypes
 
 from storage.db import is_unavailable
+from storage.state import StateConflict
 
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE_TEXT = "I can't reach the programme data right now, please try again in a minute."
+CONFLICT_TEXT = (
+    "Another message in this chat was handled at the same moment, so I couldn't keep track "
+    "of that one. If my answer above doesn't look right, please send it again."
+)
 FAILED_TEXT = (
     "Sorry, something went wrong on my side and I couldn't finish that. "
     "Please try again, or type **help** to see what I can do."
@@ -29,6 +34,11 @@ async def reply_to_failed_turn(
             "Database unavailable during %s turn: %s", activity.type, type(error).__name__
         )
         text = UNAVAILABLE_TEXT
+    elif isinstance(error, StateConflict):
+        # Two turns of one conversation raced and the other saved first. Its state is good:
+        # keep it (deleting it would lose the other turn's input too) and ask for a repeat.
+        logger.info("Conversation state changed by a concurrent turn; asked for a repeat")
+        text = CONFLICT_TEXT
     else:
         logger.exception("Unhandled error in %s turn", activity.type, exc_info=error)
         text = FAILED_TEXT

@@ -22,3 +22,9 @@ def submitted_values(turn_context: TurnContext) -> dict[str, Any]:
     """The data of an Action.Submit (a dict), or {} for anything else."""
     value = turn_context.activity.value
     return value if isinstance(value, dict) else {}
+
+
+def is_personal_chat(turn_context: TurnContext) -> bool:
+    """A 1:1 chat with the bot (Teams sends "personal"; some clients send no type)."""
+    conversation = turn_context.activity.conversation
+    return (conversation.conversation_type if conversation else None) in (None, "personal")

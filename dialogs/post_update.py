@@ -9,10 +9,11 @@ from typing import Any
 
 from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.dialogs import Dialog, DialogContext, DialogTurnResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dialogs.common import send_card, submitted_values
+from dialogs.common import is_personal_chat, send_card, submitted_values
 from storage import programme
 from storage.db import transaction
 from storage.views import ProjectView
@@ -59,12 +60,14 @@ class PostUpdateDialog(Dialog):
         project = await self._load(dialog_context)
         if project is None:
             return await dialog_context.end_dialog()
+        dialog_context.active_dialog.state["form"] = programme.new_form_id()
         months = programme.recent_months(self._today())
         await self._send_form(
             dialog_context.context,
             project,
             values={"text": "", "rag": project.rag or "", "month": months[0].strftime("%Y-%m")},
             errors=[],
+            form_id=dialog_context.active_dialog.state["form"],
         )
         return Dialog.end_of_turn
 
@@ -95,29 +98,55 @@ class PostUpdateDialog(Dialog):
         project = await self._load(dialog_context)
         if project is None:
             return await dialog_context.end_dialog()
+        # The update is stored under the form's one-off id, so pressing Post twice (or a
+        # second press after the first one's reply) posts it once. A form shown again with
+        # its errors keeps its id.
+        card_form = values.get("form")
+        state["form"] = (
+            card_form if programme.form_source(card_form) else state.get("form")
+        ) or programme.new_form_id()
+        source = programme.form_source(state["form"]) or ""
         submission, entries, errors = programme.check_update_form(values, today=self._today())
         if submission is None:
             state["attempts"] = int(state.get("attempts", 0)) + 1
-            await self._send_form(dialog_context.context, project, values=entries, errors=errors)
+            await self._send_form(
+                dialog_context.context,
+                project,
+                values=entries,
+                errors=errors,
+                form_id=state["form"],
+            )
             return Dialog.end_of_turn
         author = dialog_context.context.activity.from_property
-        async with transaction(self._sessions) as session:
-            updated = await programme.add_update(
-                session,
-                slug=project.slug,
-                month=submission.month,
-                text=submission.text,
-                rag=submission.rag,
-                author=(author.name if author and author.name else "Programme team"),
-                author_aad_id=author.aad_object_id if author else None,
-            )
-        logger.info("Update posted for project %s", project.slug)
+        try:
+            async with transaction(self._sessions) as session:
+                posted = await programme.add_update(
+                    session,
+                    slug=project.slug,
+                    month=submission.month,
+                    text=submission.text,
+                    rag=submission.rag,
+                    author=(author.name if author and author.name else "Programme team"),
+                    author_aad_id=author.aad_object_id if author else None,
+                    source=source,
+                )
+        except IntegrityError:
+            # The same form's submission was stored by a concurrent turn (another replica).
+            async with self._sessions() as session:
+                current = await programme.get_project(session, slug=project.slug)
+            posted = programme.PostedUpdate(project=current, created=False)
+        if posted.created:
+            logger.info("Update posted for project %s", project.slug)
+            notice = f"Update posted for {submission.month:%B %Y}."
+        else:
+            logger.info("Ignored a repeated submission of an update form for %s", project.slug)
+            notice = "This update was already posted; it is shown below."
         await send_card(
             dialog_context.context,
             "project",
-            project=updated,
-            can_post_update=True,
-            notice=f"Update posted for {submission.month:%B %Y}.",
+            project=posted.project,
+            can_post_update=is_personal_chat(dialog_context.context),
+            notice=notice,
         )
         return await dialog_context.end_dialog()
 
@@ -139,6 +168,7 @@ class PostUpdateDialog(Dialog):
         *,
         values: dict[str, str],
         errors: list[str],
+        form_id: str,
     ) -> None:
         months = [
             (m.strftime("%Y-%m"), f"{m:%B %Y}") for m in programme.recent_months(self._today())
@@ -150,12 +180,15 @@ class PostUpdateDialog(Dialog):
             values=values,
             errors=errors,
             months=months,
+            form_id=form_id,
         )
 
     async def _refuse(self, dialog_context: DialogContext) -> DialogTurnResult:
         activity = dialog_context.context.activity
-        logger.warning(
-            "Refused a project update from a non-admin (aad id %s)",
+        logger.warning("Refused a project update from someone not in ADMIN_AAD_IDS")
+        # Who it was is personal data: only at DEBUG, for an administrator checking the list.
+        logger.debug(
+            "Refused aad id: %s",
             activity.from_property.aad_object_id if activity.from_property else None,
         )
         await dialog_context.context.send_activity(MessageFactory.text(REFUSED_TEXT))

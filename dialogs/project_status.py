@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dialogs.common import send_card
 from storage import programme
 
-IsAdmin = Callable[[TurnContext], bool]
+CanPostUpdate = Callable[[TurnContext], bool]
 
 
 async def show_project_status(
@@ -27,14 +27,18 @@ async def show_project_status(
     *,
     sessions: async_sessionmaker[AsyncSession],
     query: str,
-    is_admin: bool,
+    can_post_update: bool,
 ) -> None:
     async with sessions() as session:
         match = await programme.find_project(session, query=query)
         if len(match.found) == 1:
             project = await programme.get_project(session, slug=match.found[0])
             await send_card(
-                turn_context, "project", project=project, can_post_update=is_admin, notice=None
+                turn_context,
+                "project",
+                project=project,
+                can_post_update=can_post_update,
+                notice=None,
             )
         elif match.found:
             candidates = await programme.get_projects(session, slugs=match.found)
@@ -55,10 +59,12 @@ class ProjectStatusDialog(ComponentDialog):
     replica took the turn) between the question and the answer.
     """
 
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], is_admin: IsAdmin):
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], can_post_update: CanPostUpdate
+    ):
         super().__init__(ProjectStatusDialog.__name__)
         self._sessions = sessions
-        self._is_admin = is_admin
+        self._can_post_update = can_post_update
         self.add_dialog(TextPrompt("project_name"))
         self.add_dialog(WaterfallDialog("ask_then_show", [self._ask, self._show]))
         self.initial_dialog_id = "ask_then_show"
@@ -79,6 +85,6 @@ class ProjectStatusDialog(ComponentDialog):
             step.context,
             sessions=self._sessions,
             query=str(step.result or ""),
-            is_admin=self._is_admin(step.context),
+            can_post_update=self._can_post_update(step.context),
         )
         return await step.end_dialog()

@@ -9,8 +9,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import ConversationReference, Person, utcnow
 
-ADMIN_ROLE = "admin"
-
 
 async def record_person(
     session: AsyncSession,
@@ -82,14 +80,14 @@ async def save_conversation_reference(
     return stored
 
 
-async def has_conversation_reference(session: AsyncSession, *, conversation_id: str) -> bool:
+async def conversation_address(
+    session: AsyncSession, *, conversation_id: str
+) -> tuple[str, str | None] | None:
+    """(service URL, tenant id) stored for a conversation, or None if none is stored."""
     found = await session.exec(
-        select(ConversationReference.id).where(
+        select(ConversationReference.service_url, ConversationReference.tenant_id).where(
             ConversationReference.conversation_id == conversation_id
         )
     )
-    return found.first() is not None
-
-
-def has_role(person: Person | None, role: str) -> bool:
-    return person is not None and role in person.roles
+    row = found.first()
+    return (row[0], row[1]) if row else None

@@ -23,6 +23,9 @@ MAX_UPDATE_LENGTH = 4000
 # two projects within CLOSE_MARGIN of each other are both offered.
 MATCH_SCORE = 80
 CLOSE_MARGIN = 4
+# Below this a name is no nearer than chance ("xylophone" vs "City Portrait" scores 40), so
+# it is not offered as "Did you mean".
+SUGGEST_SCORE = 50
 
 
 class ProjectNotFound(LookupError):
@@ -79,7 +82,8 @@ def match_project(query: str, projects: Sequence[ProjectName]) -> ProjectMatch:
         close = [slug for slug, score in ranked if score >= best_score - CLOSE_MARGIN]
         return ProjectMatch(found=tuple(close[:5]), suggestions=())
     names = {p.slug: p.name for p in projects}
-    return ProjectMatch(found=(), suggestions=tuple(names[slug] for slug, _ in ranked[:3]))
+    near = [slug for slug, score in ranked[:3] if score >= SUGGEST_SCORE]
+    return ProjectMatch(found=(), suggestions=tuple(names[slug] for slug in near))
 
 
 def _words_match(wanted: str, name: str) -> bool:
@@ -201,6 +205,27 @@ async def design_principles(session: AsyncSession) -> list[str]:
     return [p.text for p in rows]
 
 
+@dataclass(frozen=True)
+class PostedUpdate:
+    project: ProjectView
+    created: bool  # False: this form's update was stored before (a repeated submission)
+
+
+FORM_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_form_id() -> str:
+    """A one-off id for an update form; the update it posts is stored under it."""
+    return uuid.uuid4().hex
+
+
+def form_source(form_id: object) -> str | None:
+    """The update source for a form id carried in a card, or None if it is not one of ours."""
+    if isinstance(form_id, str) and FORM_ID.fullmatch(form_id):
+        return f"teams-form:{form_id}"
+    return None
+
+
 async def add_update(
     session: AsyncSession,
     *,
@@ -210,13 +235,23 @@ async def add_update(
     rag: str | None,
     author: str,
     author_aad_id: str | None,
-) -> ProjectView:
-    """Record a new monthly update; history is kept and the newest month becomes current."""
+    source: str,
+) -> PostedUpdate:
+    """Record a new monthly update; history is kept and the newest month becomes current.
+
+    `source` names where the update came from (one form, one source): a second call with
+    the same source, such as a double-clicked Post button, stores nothing and reports it.
+    """
     project = (await session.exec(select(Project).where(Project.slug == slug))).first()
     if project is None:
         raise ProjectNotFound(slug)
     if rag is not None and rag not in RAG_VALUES:
         raise ValueError(f"RAG must be one of {', '.join(RAG_VALUES)}")
+    earlier = (
+        await session.exec(select(ProjectUpdate).where(ProjectUpdate.source == source))
+    ).first()
+    if earlier is not None:
+        return PostedUpdate(project=await get_project(session, slug=slug), created=False)
     session.add(
         ProjectUpdate(
             project_id=project.id or 0,
@@ -225,7 +260,7 @@ async def add_update(
             rag=rag,
             author=author,
             author_aad_id=author_aad_id,
-            source=f"teams:{uuid.uuid4().hex}",
+            source=source,
         )
     )
     if project.current_status_month is None or month >= project.current_status_month:
@@ -234,7 +269,7 @@ async def add_update(
         project.rag = rag
         session.add(project)
     await session.flush()
-    return await get_project(session, slug=slug)
+    return PostedUpdate(project=await get_project(session, slug=slug), created=True)
 
 
 async def _latest_updates(session: AsyncSession) -> dict[int, UpdateView]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
+import pytest
 
 from tests.bot.conftest import BotServer
 from tests.support.teams import TeamsClient
@@ -65,6 +68,29 @@ async def test_unknown_invoke_is_501(client: TeamsClient) -> None:
     reply = await client.invoke("someExtension/unknownThing", {"x": 1})
     assert reply.status == 501
     assert reply.sent == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "orchard",
+        ["searchText"],
+        42,
+        {"parameters": "not a list"},
+        {"queryOptions": "fifty"},
+    ],
+)
+async def test_malformed_search_invoke_is_4xx_not_5xx(client: TeamsClient, value: Any) -> None:
+    reply = await client.invoke("composeExtension/query", value)
+    assert reply.status == 400, reply
+    assert reply.sent == []
+
+
+async def test_search_with_a_non_text_query_is_an_empty_search(client: TeamsClient) -> None:
+    value = {"parameters": [{"name": "searchText", "value": {"nested": ["junk"]}}]}
+    reply = await client.invoke("composeExtension/query", value)
+    assert reply.status == 200
+    assert reply.body["composeExtension"]["type"] == "result"
 
 
 async def test_repeated_delivery_is_processed_once(client: TeamsClient) -> None:

@@ -27,7 +27,7 @@ async def test_other_tenants_are_ignored_and_ours_served(
         reply = await stranger.post(foreign)
         assert reply.sent == []
         async with sessions() as session:
-            assert not await people.has_conversation_reference(
+            assert None is await people.conversation_address(
                 session, conversation_id=stranger.conversation_id
             )
 

@@ -23,6 +23,7 @@ from tests.support.card_schema import (
     load_adaptive_card_schema,
     without_teams_extensions,
 )
+from tests.support.teams import card_nodes
 
 TEMPLATES = Path(cards.__file__).resolve().parent / "templates"
 MAX_CARD_BYTES = 28 * 1024
@@ -327,6 +328,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
             "values": {"text": "", "rag": "red", "month": "2022-06"},
             "errors": [],
             "months": MONTHS,
+            "form_id": "0" * 32,
         },
         {
             "project": PLANNING_TRANSFORMATION,
@@ -336,6 +338,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
                 "Choose the month this update reports on.",
             ],
             "months": MONTHS,
+            "form_id": "f" * 32,
         },
     ],
     "unknown_command": [
@@ -364,16 +367,6 @@ RENDERED = [
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _nodes(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _nodes(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _nodes(value)
-
-
 def _strings(node: Any) -> Iterator[str]:
     if isinstance(node, str):
         yield node
@@ -391,7 +384,9 @@ def _contains(card: dict[str, Any], text: str) -> bool:
 
 def _texts(card: dict[str, Any]) -> list[str]:
     """What the card says, one entry per TextBlock or TextRun (a RichTextBlock's pieces)."""
-    return [node["text"] for node in _nodes(card) if node.get("type") in ("TextBlock", "TextRun")]
+    return [
+        node["text"] for node in card_nodes(card) if node.get("type") in ("TextBlock", "TextRun")
+    ]
 
 
 def _size(card: dict[str, Any]) -> int:
@@ -401,7 +396,7 @@ def _size(card: dict[str, Any]) -> int:
 def _command_buttons(card: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         node
-        for node in _nodes(card)
+        for node in card_nodes(card)
         if node.get("type") == "Action.Submit" and "command" in node.get("data", {})
     ]
 
@@ -411,15 +406,17 @@ def _commands(card: dict[str, Any]) -> list[str]:
 
 
 def _by_id(card: dict[str, Any], element_id: str) -> dict[str, Any] | None:
-    return next((node for node in _nodes(card) if node.get("id") == element_id), None)
+    return next((node for node in card_nodes(card) if node.get("id") == element_id), None)
 
 
 def _inputs(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {node["id"]: node for node in _nodes(card) if node.get("type", "").startswith("Input.")}
+    return {
+        node["id"]: node for node in card_nodes(card) if node.get("type", "").startswith("Input.")
+    }
 
 
 def _toggles(card: dict[str, Any]) -> list[dict[str, Any]]:
-    return [node for node in _nodes(card) if node.get("type") == "Action.ToggleVisibility"]
+    return [node for node in card_nodes(card) if node.get("type") == "Action.ToggleVisibility"]
 
 
 # --- every card --------------------------------------------------------------------------------
@@ -451,7 +448,7 @@ def test_text_wraps_and_uses_only_markdown_teams_renders(
     name: str, context: dict[str, Any]
 ) -> None:
     card = render_card(name, **context)
-    text_blocks = [node for node in _nodes(card) if node.get("type") == "TextBlock"]
+    text_blocks = [node for node in card_nodes(card) if node.get("type") == "TextBlock"]
     assert text_blocks
     for block in text_blocks:
         assert block.get("wrap") is True, block
@@ -554,6 +551,7 @@ def test_hostile_strings_come_back_verbatim(validator: TeamsCardValidator) -> No
                 values={"text": HOSTILE_LONG, "rag": HOSTILE, "month": HOSTILE},
                 errors=[HOSTILE],
                 months=[(HOSTILE, HOSTILE)],
+                form_id="0" * 32,
             ),
             [HOSTILE_LONG, HOSTILE, project.name],
         ),
@@ -578,6 +576,7 @@ def test_update_form_keeps_the_exact_entries() -> None:
         values={"text": HOSTILE_LONG, "rag": "amber", "month": "2022-05"},
         errors=[],
         months=MONTHS,
+        form_id="0" * 32,
     )
     inputs = _inputs(card)
     assert inputs["text"]["value"] == HOSTILE_LONG
@@ -639,7 +638,7 @@ def test_post_update_button_only_for_those_who_may_post() -> None:
         "data": {"action": "post_update", "project": "alloy"},
     } in _actions(officer)
     assert not _contains(staff, "Post update")
-    assert not any(node.get("data", {}).get("action") for node in _nodes(staff))
+    assert not any(node.get("data", {}).get("action") for node in card_nodes(staff))
     assert "projects" in _commands(officer) and "projects" in _commands(staff)
 
 
@@ -659,7 +658,7 @@ def test_earlier_updates_are_hidden_behind_a_toggle_only_when_there_are_some() -
     without = replace(MAKING_IT_REAL, history=())
     card = render_card("project", project=without, can_post_update=False, notice=None)
     assert _toggles(card) == []
-    assert not any(node.get("isVisible") is False for node in _nodes(card))
+    assert not any(node.get("isVisible") is False for node in card_nodes(card))
 
 
 def test_project_card_shows_what_people_need() -> None:
@@ -671,7 +670,9 @@ def test_project_card_shows_what_people_need() -> None:
     assert "Making it Real" in texts
     assert "Organisational Change · Organisational Change Board" in texts
     assert MAKING_IT_REAL.latest is not None and MAKING_IT_REAL.latest.text in texts
-    amber = next(n for n in _nodes(card) if n.get("type") == "TextBlock" and n["text"] == "Amber")
+    amber = next(
+        n for n in card_nodes(card) if n.get("type") == "TextBlock" and n["text"] == "Amber"
+    )
     assert amber["color"] == "warning"
     assert not _contains(card, "Closing")
 
@@ -730,7 +731,9 @@ def test_projects_link_every_project_to_its_status() -> None:
         "projects", title="Our Cambridge projects", workstreams=WORKSTREAMS, month_label="June 2022"
     )
     selected = [
-        node["selectAction"]["data"]["command"] for node in _nodes(card) if "selectAction" in node
+        node["selectAction"]["data"]["command"]
+        for node in card_nodes(card)
+        if "selectAction" in node
     ]
     assert selected == [f"status {p.name}" for ws in WORKSTREAMS for p in ws.projects]
     for ws in WORKSTREAMS:
@@ -772,7 +775,11 @@ def test_update_form_shows_errors_first_and_cancels_without_inputs() -> None:
     assert submit == {
         "type": "Action.Submit",
         "title": "Post update",
-        "data": {"action": "post_update_submit", "project": "planning-transformation"},
+        "data": {
+            "action": "post_update_submit",
+            "project": "planning-transformation",
+            "form": "f" * 32,
+        },
     }
     assert cancel == {
         "type": "Action.Submit",

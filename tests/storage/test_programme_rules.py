@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from storage.programme import (
+    ProjectMatch,
     ProjectName,
     check_update_form,
     match_project,
@@ -55,10 +56,13 @@ def test_close_matches_are_all_offered() -> None:
     assert set(match.found) == {"community-wealth-building", "community-engagement-working-group"}
 
 
-def test_no_match_suggests_the_nearest_names() -> None:
-    match = match_project("zebra crossing", PROJECTS)
-    assert match.found == ()
-    assert len(match.suggestions) == 3
+def test_no_match_suggests_only_names_that_are_near() -> None:
+    near_miss = match_project("orchestra", PROJECTS)
+    assert near_miss.found == ()
+    assert near_miss.suggestions[0] == "Orchard"
+    assert len(near_miss.suggestions) <= 3
+    nonsense = match_project("zebra crossing", PROJECTS)
+    assert nonsense == ProjectMatch(found=(), suggestions=())
     assert match_project("   ", PROJECTS).found == ()
 
 

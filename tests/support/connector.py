@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,9 @@ class FakeConnector:
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
     server: TestServer | None = None
+    # Seconds to wait before answering a sent activity (given its JSON): lets a test hold one
+    # turn's reply back while another turn of the same conversation runs.
+    delay: Callable[[dict[str, Any]], float] | None = None
 
     @property
     def url(self) -> str:
@@ -50,12 +55,15 @@ class FakeConnector:
         return [s.activity for s in self.sent if s.conversation_id == conversation_id]
 
     async def _send(self, request: web.Request) -> web.Response:
+        activity = await request.json()
+        if self.delay is not None:
+            await asyncio.sleep(self.delay(activity))
         self.sent.append(
             SentActivity(
                 method=request.method,
                 conversation_id=request.match_info["conversation"],
                 reply_to_id=request.match_info.get("reply_to"),
-                activity=await request.json(),
+                activity=activity,
             )
         )
         return web.json_response({"id": f"reply-{next(self._ids)}"})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from tests.support.connector import FakeConnector
+from tests.support.connector import FakeConnector, SentActivity
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000cafe"
 BOT_ID = "28:ourcambridge-bot"
@@ -127,7 +128,7 @@ class TeamsClient:
             return Reply(
                 status=response.status,
                 body=parsed,
-                sent=[s.activity for s in self.connector.sent[before:]],
+                sent=_replies_to(body, self.connector.sent[before:]),
             )
 
     def activity(self, **fields: Any) -> dict[str, Any]:
@@ -148,6 +149,16 @@ class TeamsClient:
     async def submit(self, value: dict[str, Any]) -> Reply:
         return await self.post(self.activity(value=value))
 
+    async def press(self, card: dict[str, Any], title: str, **entries: Any) -> Reply:
+        """Press the card's Action.Submit called `title`, as Teams does: the button's data
+        merged with every input's value (as shown on the card, or as `entries` retype it).
+        A button with associatedInputs "none" sends its data alone."""
+        button = find_action(card, title)
+        value = dict(button.get("data") or {})
+        if button.get("associatedInputs") != "none":
+            value |= {**input_values(card), **entries}
+        return await self.submit(value)
+
     async def invoke(self, name: str, value: Any) -> Reply:
         return await self.post(self.activity(type="invoke", name=name, value=value))
 
@@ -155,11 +166,50 @@ class TeamsClient:
         return await self.post(self.activity(type="installationUpdate", action="add"))
 
 
+def _replies_to(body: Any, sent: list[SentActivity]) -> list[dict[str, Any]]:
+    """What the bot sent in answer to `body`: its replies carry the activity's id as
+    replyToId, which keeps turns apart when several run at once."""
+    activity_id = body.get("id") if isinstance(body, dict) else None
+    if not activity_id:
+        return [s.activity for s in sent]
+    return [s.activity for s in sent if s.activity.get("replyToId") == activity_id]
+
+
 def mention() -> dict[str, Any]:
     return {
         "type": "mention",
         "text": f"<at>{BOT_NAME}</at>",
         "mentioned": {"id": BOT_ID, "name": BOT_NAME},
+    }
+
+
+def card_nodes(node: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a card, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from card_nodes(value)
+    elif isinstance(node, list):
+        for child in node:
+            yield from card_nodes(child)
+
+
+def find_action(card: dict[str, Any], title: str) -> dict[str, Any]:
+    found = [
+        node
+        for node in card_nodes(card)
+        if str(node.get("type", "")).startswith("Action.") and node.get("title") == title
+    ]
+    assert len(found) == 1, f"expected one button {title!r}, found {len(found)}"
+    return found[0]
+
+
+def input_values(card: dict[str, Any]) -> dict[str, Any]:
+    """Each input's id and the value the card shows in it (what Teams would send)."""
+    return {
+        node["id"]: node.get("value", "")
+        for node in card_nodes(card)
+        if str(node.get("type", "")).startswith("Input.")
     }
 
 
