@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
@@ -84,11 +85,27 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     host = host or settings.host
     port = port or settings.port
     if not settings.authentication_enabled:
+        if not _is_loopback(host) and not settings.allow_unauthenticated_network:
+            sys.stderr.write(
+                f"ourcambridge: refusing to serve on {host} with authentication OFF "
+                "(MicrosoftAppId is empty). Set MicrosoftAppId, listen on 127.0.0.1, or set "
+                "ALLOW_UNAUTHENTICATED_NETWORK=true on an isolated test network.\n"
+            )
+            return 2
         logger.warning(
             "MicrosoftAppId is empty: authentication is OFF. Use this only on your own machine."
         )
     web.run_app(create_app(settings), host=host, port=port, print=None)
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _seed(settings: Settings) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from botframework.connector.auth import AuthenticationConstants as Endpoints
 from botframework.connector.auth import CallerIdConstants
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("BOT_OPENID_METADATA_URL")
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    allow_unauthenticated_network: bool = Field(
+        default=False, validation_alias=AliasChoices("ALLOW_UNAUTHENTICATED_NETWORK")
+    )
 
     @field_validator("admin_aad_ids", "allowed_tenant_ids", mode="before")
     @classmethod
@@ -62,7 +65,12 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises for an unknown zone, so a typo fails at start-up
+        # A typo fails at start-up, reported as configuration (ZoneInfo raises a KeyError,
+        # which pydantic would not turn into a validation error).
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown IANA time zone {value!r}") from error
         return value
 
     @field_validator("database_url")

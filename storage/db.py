@@ -7,29 +7,44 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # Errors that mean "the database cannot be reached right now" rather than "this query is wrong".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
+    OperationalError,  # SQLite: unable to open the file, locked; drivers: connection lost
+    InterfaceError,  # the connection was closed under the driver
+    PoolTimeout,  # every pooled connection busy for pool_timeout seconds
     ConnectionError,
     TimeoutError,
     OSError,
 )
 
+# PostgreSQL SQLSTATE classes and codes that mean the server cannot serve us now: connection
+# exceptions (08), refused login (28), no such database (3D000), out of resources (53) and
+# shutting down or starting up (57P01-57P03).
+UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "28", "3D000", "53", "57P01", "57P02", "57P03")
+
 
 def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, UNAVAILABLE_ERRORS):
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATE_PREFIXES)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, hide_parameters=True, connect_args={"timeout": 30}
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # pre_ping replaces connections that died while the database restarted, so the
@@ -37,6 +52,8 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(
         url,
         echo=echo,
+        # Statement parameters stay out of error messages and logs: they hold people's words.
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
@@ -65,6 +82,21 @@ async def transaction(
     """A session whose work is committed on success and rolled back on any error."""
     async with sessions() as session, session.begin():
         yield session
+
+
+# Keys of the PostgreSQL advisory locks that let one replica at a time run a job that every
+# replica may start (the deploy step runs `db upgrade` and `seed` on each of them).
+MIGRATION_LOCK = 0x0C4B_0001
+SEED_LOCK = 0x0C4B_0002
+
+
+async def hold_transaction_lock(session: AsyncSession, key: int) -> None:
+    """Wait for the advisory lock `key`, held until the session's transaction ends.
+
+    PostgreSQL only; SQLite is one file on one machine and serialises its writers itself.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=key))  # type: ignore[call-overload]
 
 
 async def ping(engine: AsyncEngine) -> None:

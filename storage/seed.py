@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.db import transaction
+from storage.db import SEED_LOCK, hold_transaction_lock, transaction
 from storage.models import DesignPrinciple, Project, ProjectUpdate, Workstream
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,9 @@ async def seed_programme(
         data = read_programme()
     report = SeedReport()
     async with transaction(sessions) as session:
+        # Replicas seeding at once would both insert the same new rows; the second waits
+        # and then finds them.
+        await hold_transaction_lock(session, SEED_LOCK)
         workstream_ids = await _seed_workstreams(session, data=data, report=report)
         await _seed_projects(session, data=data, workstream_ids=workstream_ids, report=report)
         await _seed_principles(session, data=data, report=report)

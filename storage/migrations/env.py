@@ -3,11 +3,12 @@
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from storage import models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from storage.db import create_engine
+from storage.db import MIGRATION_LOCK, create_engine
 
 target_metadata = SQLModel.metadata
 
@@ -20,6 +21,9 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas upgrading at once: the second waits here, then finds nothing to do.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

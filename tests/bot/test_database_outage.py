@@ -76,3 +76,29 @@ async def test_a_missing_sqlite_file_is_explained_and_recovered_from(
         assert "Currently in delivery" in card_text((await client.say("status alloy")).card)
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(
+    "change", [{"database": "ourcambridge_no_such_db"}, {"username": "no_such_role"}]
+)
+async def test_a_missing_database_or_refused_login_is_explained(
+    database_url: str,
+    connector: FakeConnector,
+    http: aiohttp.ClientSession,
+    change: dict[str, str],
+) -> None:
+    """Misconfiguration or a database still being created: the same friendly reply and a
+    503 from /readyz, not "something went wrong" and a 500."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL server that refuses the database or the login")
+    broken = make_url(database_url).set(**change).render_as_string(hide_password=False)
+    server = await BotServer(make_settings(broken)).start()
+    client = TeamsClient(bot_url=server.url, connector=connector, http=http)
+    try:
+        reply = await client.say("status alloy")
+        assert reply.status == 201
+        assert reply.texts == [UNAVAILABLE_TEXT]
+        async with http.get(server.url + "/readyz") as response:
+            assert response.status == 503
+    finally:
+        await server.stop()
