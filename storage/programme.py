@@ -23,9 +23,9 @@ MAX_UPDATE_LENGTH = 4000
 # two projects within CLOSE_MARGIN of each other are both offered.
 MATCH_SCORE = 80
 CLOSE_MARGIN = 4
-# Below this a name is no nearer than chance ("xylophone" vs "City Portrait" scores 40), so
-# it is not offered as "Did you mean".
-SUGGEST_SCORE = 50
+# When nothing matches, the nearest names are offered; below this score a name shares no
+# nothing with the query ("qqqq" scores 0 against every project), so it is not offered.
+SUGGEST_SCORE = 10
 
 
 class ProjectNotFound(LookupError):

@@ -721,7 +721,7 @@ def test_choice_and_not_found_offer_status_buttons() -> None:
     suggested = render_card("project_not_found", query="alloi", suggestions=["Alloy"])
     assert _contains(suggested, 'I couldn\'t find a project called "alloi".')
     assert _contains(suggested, "Did you mean:")
-    assert _commands(suggested) == ["status Alloy"]
+    assert _commands(suggested) == ["status Alloy", "projects"]
     nothing = render_card("project_not_found", query="xylophone", suggestions=[])
     assert _commands(nothing) == ["projects"]
 

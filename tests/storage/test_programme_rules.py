@@ -56,13 +56,14 @@ def test_close_matches_are_all_offered() -> None:
     assert set(match.found) == {"community-wealth-building", "community-engagement-working-group"}
 
 
-def test_no_match_suggests_only_names_that_are_near() -> None:
+def test_no_match_suggests_the_nearest_names() -> None:
     near_miss = match_project("orchestra", PROJECTS)
     assert near_miss.found == ()
     assert near_miss.suggestions[0] == "Orchard"
     assert len(near_miss.suggestions) <= 3
-    nonsense = match_project("zebra crossing", PROJECTS)
-    assert nonsense == ProjectMatch(found=(), suggestions=())
+    far = match_project("zebra crossing", PROJECTS)
+    assert far.found == () and len(far.suggestions) == 3, "the nearest are offered anyway"
+    assert match_project("qqqq", PROJECTS) == ProjectMatch(found=(), suggestions=())
     assert match_project("   ", PROJECTS).found == ()
 
 
