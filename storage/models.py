@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 RAG_VALUES = ("red", "amber", "green")
+# Roles a roster gives; anyone not in the roster is "staff" (no role).
+ROLES = ("change_maker", "change_leader", "admin")
+SESSION_STATUSES = ("scheduled", "held", "cancelled")
+ACTION_STATUSES = ("open", "in_progress", "done", "dropped")
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 
 
 def utcnow() -> datetime:
@@ -75,14 +80,110 @@ class DesignPrinciple(SQLModel, table=True):
 
 
 class Person(SQLModel, table=True):
+    """Someone the bot knows: from the roster (by email) and/or from Teams (by AAD id)."""
+
+    # Stored lower-cased and unique, so the roster's key and Teams' UPN meet on one row.
+    __table_args__ = (UniqueConstraint("email", name="uq_person_email"),)
+
     id: int | None = Field(default=None, primary_key=True)
     aad_object_id: str | None = Field(default=None, unique=True, max_length=64)
     teams_id: str | None = Field(default=None, index=True, max_length=200)
     name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, index=True, max_length=320)
+    email: str | None = Field(default=None, max_length=320)
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    service_area: str | None = Field(default=None, max_length=200)
+    leader_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    in_roster: bool = False
+    reminders_enabled: bool = True
+    # When Teams was last asked for this person's email (TeamsInfo.get_member), so people
+    # the roster does not know are not looked up on every turn.
+    directory_checked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class MirSession(SQLModel, table=True):
+    """A Making It Real session of one Change Maker: scheduled, then held (or cancelled)."""
+
+    __tablename__ = "mir_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_maker_id: int = Field(foreign_key="person.id", index=True)
+    status: str = Field(default="scheduled", max_length=20, index=True)
+    # The planned date while scheduled; the date it was held once held.
+    session_date: date = Field(index=True)
+    start_time: time | None = None
+    team: str = Field(max_length=200)
+    expected_attendees: int | None = None
+    attendees: int | None = None
+    themes: str | None = Field(default=None, sa_column=Column(Text))
+    went_well: str | None = Field(default=None, sa_column=Column(Text))
+    to_change: str | None = Field(default=None, sa_column=Column(Text))
+    rating: int | None = None
+    # The one-off id of the form that created or logged it: a repeated press stores once.
+    schedule_form_id: str | None = Field(default=None, unique=True, max_length=64)
+    log_form_id: str | None = Field(default=None, unique=True, max_length=64)
+    logged_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class MirAction(SQLModel, table=True):
+    """A small change a team agreed at a session, followed up by its Change Maker."""
+
+    __tablename__ = "mir_action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int = Field(foreign_key="mir_session.id", index=True)
+    change_maker_id: int = Field(foreign_key="person.id", index=True)
+    position: int = 0
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    owner: str | None = Field(default=None, max_length=200)
+    due_date: date | None = None
+    status: str = Field(default="open", max_length=20, index=True)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message the bot sends on its own, written here first and delivered by a worker.
+
+    `dedupe_key` names what the message is for (a reminder of one session, a nudge of one
+    day): enqueueing the same key again does nothing, so a job run twice sends once.
+    """
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=300)
+    conversation_id: str = Field(max_length=400, index=True)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    sent_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job for one period (a day, a week): the replica that inserts
+    the row runs the job; the others see it and skip."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job", "period", name="uq_job_run_period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=80)
+    period: str = Field(max_length=40)
+    started_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
 class ConversationReference(SQLModel, table=True):

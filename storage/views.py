@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,87 @@ class WorkstreamView:
     purpose: str
     inward_dependency: bool
     projects: tuple[ProjectView, ...] = field(default_factory=tuple)
+
+
+# --- Making It Real ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: int
+    change_maker_name: str
+    status: str  # "scheduled" | "held" | "cancelled"
+    session_date: date  # planned date while scheduled, the date held once held
+    start_time: time | None
+    team: str
+    expected_attendees: int | None
+    attendees: int | None  # held sessions only
+    themes: str | None
+    went_well: str | None
+    to_change: str | None
+    rating: int | None  # 1..5, held sessions only
+
+
+@dataclass(frozen=True)
+class ActionView:
+    id: int
+    session_id: int
+    session_date: date
+    session_team: str
+    text: str
+    owner: str | None
+    due_date: date | None
+    status: str  # "open" | "in_progress" | "done" | "dropped"
+    status_reason: str | None
+    overdue: bool  # still open or in progress, and due before today
+
+
+@dataclass(frozen=True)
+class ChangeMakerSummary:
+    """One Change Maker as their Change Leader (or the programme team) sees them."""
+
+    person_id: int
+    name: str
+    service_area: str | None
+    sessions_held: int
+    next_session: SessionView | None  # the earliest scheduled session dated today or later
+    awaiting_log: int  # scheduled sessions whose date has passed and are not yet logged
+    open_actions: int  # open or in progress
+    overdue_actions: int
+    reachable: bool  # the bot has a 1:1 conversation with them and can send reminders
+    nothing_scheduled: bool  # no session held, none scheduled: the people to follow up
+
+
+@dataclass(frozen=True)
+class FeedbackView:
+    session_date: date
+    team: str
+    rating: int | None
+    went_well: str | None
+    to_change: str | None
+
+
+@dataclass(frozen=True)
+class StatsBlock:
+    """MIR figures for the whole programme or one service area."""
+
+    label: str  # "Whole programme" or the service area's name
+    change_makers: int
+    sessions_held: int
+    sessions_in_diary: int  # scheduled, dated today or later
+    awaiting_log: int  # scheduled, dated before today, not yet logged
+    nothing_scheduled: tuple[str, ...]  # names of Change Makers with nothing held or scheduled
+    actions_agreed: int
+    actions_done: int
+    actions_overdue: int
+    top_themes: tuple[tuple[str, int], ...]  # (theme, sessions mentioning it), most first
+    average_rating: float | None
+    ratings: int  # how many held sessions gave a rating
+    latest_feedback: tuple[FeedbackView, ...]  # newest first, at most 3
+
+
+@dataclass(frozen=True)
+class MirStats:
+    overall: StatsBlock
+    by_area: tuple[StatsBlock, ...]  # one per service area, by name; "No service area" last
+    unreachable: tuple[str, ...]  # Change Makers the bot cannot message yet, by name
