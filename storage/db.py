@@ -88,6 +88,8 @@ async def transaction(
 # replica may start (the deploy step runs `db upgrade` and `seed` on each of them).
 MIGRATION_LOCK = 0x0C4B_0001
 SEED_LOCK = 0x0C4B_0002
+# Two roster imports at once would both create the same new people.
+ROSTER_LOCK = 0x0C4B_0003
 
 
 async def hold_transaction_lock(session: AsyncSession, key: int) -> None:

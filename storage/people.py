@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.models import ConversationReference, Person, utcnow
+from storage.models import (
+    ROLES,
+    ConversationReference,
+    MirAction,
+    MirSession,
+    Person,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+# Every column that points at a person. A staff row merged into a roster row has only
+# conversations to hand over (sessions, actions and leaders come with a roster role), but
+# moving them all keeps the delete safe whatever the row collected.
+_PERSON_REFERENCES = (
+    (ConversationReference, col(ConversationReference.person_id)),
+    (MirSession, col(MirSession.change_maker_id)),
+    (MirAction, col(MirAction.change_maker_id)),
+    (Person, col(Person.leader_id)),
+)
 
 
 async def record_person(
@@ -91,3 +114,163 @@ async def conversation_address(
     )
     row = found.first()
     return (row[0], row[1]) if row else None
+
+
+def roles_of(person: Person) -> frozenset[str]:
+    """The person's roster roles; empty for staff (anyone the roster does not list)."""
+    if not person.in_roster:
+        return frozenset()
+    return frozenset(role for role in person.roles if role in ROLES)
+
+
+async def identify_person(
+    session: AsyncSession,
+    *,
+    aad_object_id: str | None,
+    teams_id: str,
+    name: str | None,
+    lookup_email: Callable[[], Awaitable[str | None]],
+    now: datetime,
+    recheck_after: timedelta = timedelta(days=1),
+) -> Person:
+    """The person behind a Teams account: their roster row when the roster lists them,
+    else a staff row (created on first contact).
+
+    The roster knows people by email and Teams by account, so when an account is first seen
+    Teams is asked for its email (`lookup_email`), and again once `recheck_after` has passed
+    for people the roster did not list then (they may have been added since). When the email
+    is in the roster, the roster row takes the account over, with the conversations already
+    recorded for it. A lookup that fails is tried again at the next contact.
+    """
+    person = await _find_by_account(session, aad_object_id=aad_object_id, teams_id=teams_id)
+    if person is not None:
+        _link_account(person, aad_object_id=aad_object_id, teams_id=teams_id, now=now)
+        # The roster's name is the one leaders know; Teams' display name fills a gap only.
+        if name and person.name != name and not (person.in_roster and person.name):
+            person.name = name
+            person.updated_at = now
+        if person.in_roster or not _lookup_due(person, now=now, recheck_after=recheck_after):
+            session.add(person)
+            await session.flush()
+            return person
+
+    answered, email = await _email_from_teams(lookup_email)
+    owner = None
+    if email is not None:
+        owner = (await session.exec(select(Person).where(Person.email == email))).first()
+        if owner is not None and owner.in_roster:
+            return await _merge_into_roster_row(
+                session,
+                roster_person=owner,
+                staff_person=person,
+                aad_object_id=aad_object_id,
+                teams_id=teams_id,
+                now=now,
+            )
+    if person is None:
+        person = Person(aad_object_id=aad_object_id, teams_id=teams_id, name=name)
+    if email is not None and owner is None:
+        person.email = email  # unless another row has it: emails are unique
+    if answered:
+        person.directory_checked_at = now
+    person.updated_at = now
+    session.add(person)
+    await session.flush()
+    return person
+
+
+async def _find_by_account(
+    session: AsyncSession, *, aad_object_id: str | None, teams_id: str
+) -> Person | None:
+    if aad_object_id:
+        person = (
+            await session.exec(select(Person).where(Person.aad_object_id == aad_object_id))
+        ).first()
+        if person is not None:
+            return person
+    return (await session.exec(select(Person).where(Person.teams_id == teams_id))).first()
+
+
+def _link_account(
+    person: Person, *, aad_object_id: str | None, teams_id: str, now: datetime
+) -> None:
+    if person.teams_id != teams_id or (aad_object_id and person.aad_object_id != aad_object_id):
+        person.teams_id = teams_id
+        person.aad_object_id = aad_object_id or person.aad_object_id
+        person.updated_at = now
+
+
+def _lookup_due(person: Person, *, now: datetime, recheck_after: timedelta) -> bool:
+    checked = person.directory_checked_at
+    if checked is None:
+        return True
+    if checked.tzinfo is None:  # SQLite gives back naive datetimes; they were stored in UTC
+        checked = checked.replace(tzinfo=UTC)
+    return now - checked >= recheck_after
+
+
+async def _email_from_teams(
+    lookup_email: Callable[[], Awaitable[str | None]],
+) -> tuple[bool, str | None]:
+    """(whether Teams answered, the email it gave, lower-cased, if any)."""
+    try:
+        email = await lookup_email()
+    except Exception as error:
+        # Neither the account nor the error text: either may hold personal data.
+        logger.info("Teams did not say who a member is (%s); staff for now", type(error).__name__)
+        return False, None
+    email = (email or "").strip().lower()
+    return True, email or None
+
+
+async def _merge_into_roster_row(
+    session: AsyncSession,
+    *,
+    roster_person: Person,
+    staff_person: Person | None,
+    aad_object_id: str | None,
+    teams_id: str,
+    now: datetime,
+) -> Person:
+    """Give the roster row this Teams account, moving over what the staff row had."""
+    if staff_person is not None and staff_person.id is not None:
+        staff_id, roster_id = staff_person.id, roster_person.id
+        # The AAD object id is unique: the staff row lets go of it before the roster row
+        # takes it.
+        staff_person.aad_object_id = None
+        session.add(staff_person)
+        await session.flush()
+        for table, column in _PERSON_REFERENCES:
+            await session.exec(update(table).where(column == staff_id).values({column: roster_id}))
+        await session.delete(staff_person)
+        await session.flush()
+        logger.info("A staff row was merged into its roster row (person %s)", roster_id)
+    roster_person.aad_object_id = aad_object_id or roster_person.aad_object_id
+    roster_person.teams_id = teams_id
+    roster_person.directory_checked_at = now
+    roster_person.updated_at = now
+    session.add(roster_person)
+    await session.flush()
+    return roster_person
+
+
+async def display_name(session: AsyncSession, *, person_id: int) -> str:
+    """The name to greet or mention someone by (the roster's, else Teams')."""
+    person = await session.get(Person, person_id)
+    return (person.name if person else None) or "Someone"
+
+
+async def service_area_of(session: AsyncSession, *, person_id: int) -> str | None:
+    """The person's service area from the roster (a form's default team), if any."""
+    person = await session.get(Person, person_id)
+    return person.service_area if person else None
+
+
+async def set_reminders(session: AsyncSession, *, person_id: int, enabled: bool) -> None:
+    """Turn the reminders the bot sends this person on or off (`stop reminders`)."""
+    person = await session.get(Person, person_id)
+    if person is not None and person.reminders_enabled != enabled:
+        person.reminders_enabled = enabled
+        person.updated_at = utcnow()
+        session.add(person)
+        await session.flush()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+EXAMPLE_ROSTER = Path(__file__).resolve().parents[2] / "docs" / "roster-example.csv"
+
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -25,7 +27,7 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_help_explains_every_verb() -> None:
     result = _run("--help")
     assert result.returncode == 0
-    for verb in ("serve", "db", "seed"):
+    for verb in ("serve", "db", "seed", "roster"):
         assert verb in result.stdout
     db_help = _run("db", "--help")
     assert "upgrade" in db_help.stdout and "schema" in db_help.stdout
@@ -54,3 +56,78 @@ def test_a_configuration_error_is_reported_plainly() -> None:
     result = _run("seed", TIMEZONE="Europe/Cambridge")
     assert result.returncode == 2
     assert "configuration error" in result.stderr
+
+
+def test_roster_import_reports_what_it_did_and_reimporting_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'roster.db'}"
+    assert _run("db", "upgrade", DATABASE_URL=url).returncode == 0
+    first = _run("roster", "import", str(EXAMPLE_ROSTER), DATABASE_URL=url)
+    assert first.returncode == 0, first.stderr
+    assert "Roster imported: 4 created, 0 updated, 0 unchanged" in first.stderr
+    second = _run("roster", "import", str(EXAMPLE_ROSTER), DATABASE_URL=url)
+    assert second.returncode == 0, second.stderr
+    assert "Roster imported: 0 created, 0 updated, 4 unchanged" in second.stderr
+    # Names and addresses stay out of the log.
+    assert "cambridge.gov.uk" not in first.stderr + second.stderr
+
+    # One more person, whose leader is already in the roster; the others are left alone.
+    extra = tmp_path / "extra.csv"
+    extra.write_text(
+        "\ufeffName,Email,Role,Leader_Email,Service_Area\r\n"
+        "Ravi Shah,ravi.shah@cambridge.gov.uk,change_maker,LENA.OKAFOR@cambridge.gov.uk,"
+        "Planning\r\n",
+        encoding="utf-8",
+    )
+    third = _run("roster", "import", str(extra), DATABASE_URL=url)
+    assert third.returncode == 0, third.stderr
+    summary = "Roster imported: 1 created, 0 updated, 0 unchanged; 4 in the roster but not in"
+    assert summary in third.stderr
+
+
+def test_roster_import_of_bad_rows_lists_them_all_and_imports_nothing(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'roster.db'}"
+    assert _run("db", "upgrade", DATABASE_URL=url).returncode == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "name,email,role,leader_email,service_area\n"
+        "Lena Okafor,lena.okafor@cambridge.gov.uk,change_leader,,\n"
+        "Tom Hughes,tom.hughes@cambridge.gov.uk,changemaker,lena.okafor@cambridge.gov.uk,\n"
+        "Mei Chen,mei.chen@cambridge.gov.uk,change_maker,,\n"
+        "Sam Lee,sam.lee@cambridge.gov.uk,change_maker,nobody@cambridge.gov.uk,\n",
+        encoding="utf-8",
+    )
+    result = _run("roster", "import", str(bad), DATABASE_URL=url)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "line 3: role must be change_maker, change_leader or admin",
+        "line 4: leader_email is empty: a change_maker needs their Change Leader's email",
+        "line 5: leader_email names nobody who is a change_leader in this file or already in "
+        "the roster",
+        f"ourcambridge: {bad}: 3 problems; nothing was imported",
+    ]
+    # Nothing was written: the good row alone now imports as new.
+    good = tmp_path / "good.csv"
+    good.write_text(
+        "name,email,role,leader_email,service_area\n"
+        "Lena Okafor,lena.okafor@cambridge.gov.uk,change_leader,,\n",
+        encoding="utf-8",
+    )
+    after = _run("roster", "import", str(good), DATABASE_URL=url)
+    assert "Roster imported: 1 created, 0 updated, 0 unchanged; 0 in the roster" in after.stderr
+
+
+def test_roster_import_of_an_unreadable_file_exits_2(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'roster.db'}"
+    assert _run("db", "upgrade", DATABASE_URL=url).returncode == 0
+    missing = _run("roster", "import", str(tmp_path / "missing.csv"), DATABASE_URL=url)
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(
+        "name,email,role,leader_email,service_area\nZoë,z@x.uk,admin,,\n".encode("latin-1")
+    )
+    result = _run("roster", "import", str(latin1), DATABASE_URL=url)
+    assert result.returncode == 2
+    assert 'is not UTF-8 text (line 2); save it as "CSV UTF-8"' in result.stderr

@@ -1,0 +1,49 @@
+"""People for storage tests: roster rows with emails no other test uses."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.db import transaction
+from storage.models import ConversationReference, Person
+
+
+async def add_person(
+    sessions: async_sessionmaker[AsyncSession],
+    name: str | None,
+    *,
+    role: str | None = "change_maker",
+    leader_id: int | None = None,
+    service_area: str | None = None,
+    reachable: bool = False,
+    email: str | None = None,
+    reminders_enabled: bool = True,
+) -> int:
+    """A roster person (staff when `role` is None) with an email no other test uses."""
+    unique = uuid.uuid4().hex[:12]
+    async with transaction(sessions) as session:
+        person = Person(
+            name=name,
+            email=email or f"person.{unique}@cambridge.gov.uk",
+            roles=[role] if role else [],
+            in_roster=role is not None,
+            leader_id=leader_id,
+            service_area=service_area,
+            reminders_enabled=reminders_enabled,
+        )
+        session.add(person)
+        await session.flush()
+        if reachable:
+            session.add(
+                ConversationReference(
+                    conversation_id=f"a:personal-{unique}",
+                    conversation_type="personal",
+                    service_url="https://smba.trafficmanager.net/uk/",
+                    person_id=person.id,
+                    reference={},
+                )
+            )
+        return person.id or 0
