@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -67,3 +69,31 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
+
+
+@pytest.fixture
+async def fresh_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own (same backend as `database_url`), migrated and seeded, for a
+    test whose figures must count only what the test itself did."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        name = f"ourcambridge_fresh_{uuid.uuid4().hex[:12]}"
+        server = make_url(database_url)
+        admin = create_engine(server.render_as_string(hide_password=False)).execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+        async with admin.connect() as connection:
+            await connection.execute(text(f"CREATE DATABASE {name}"))
+        url = server.set(database=name).render_as_string(hide_password=False)
+    await asyncio.to_thread(migrate.upgrade, url)
+    engine = create_engine(url)
+    try:
+        await seed_programme(session_factory(engine))
+    finally:
+        await engine.dispose()
+    yield url
+    if not database_url.startswith("sqlite"):
+        async with admin.connect() as connection:
+            await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        await admin.dispose()
