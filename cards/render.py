@@ -8,7 +8,7 @@ JSON string and come back verbatim when the text is parsed.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,9 @@ RAG_COLORS = {None: "default", "red": "attention", "amber": "warning", "green": 
 
 ELLIPSIS = "…"
 
+# How a 1-5 format rating reads on the log form and in the figures.
+RATING_WORDS = {1: "poor", 2: "fair", 3: "good", 4: "very good", 5: "excellent"}
+
 
 class CardRenderError(RuntimeError):
     """A card could not be rendered: unknown card, missing or bad context, or a template bug."""
@@ -39,6 +42,51 @@ class CardRenderError(RuntimeError):
 def month_label(month: date) -> str:
     """The month a date falls in, as people write it: "June 2022"."""
     return f"{month:%B %Y}"
+
+
+def date_label(day: date) -> str:
+    """A day as council staff write it in a diary: "Tue 14 June 2022" (no leading zero)."""
+    return f"{day:%a} {day.day} {day:%B %Y}"
+
+
+def time_label(moment: time) -> str:
+    """A start time on the 24-hour clock, as Teams shows it: "14:30"."""
+    return f"{moment:%H:%M}"
+
+
+def rating_label(rating: int) -> str:
+    """A format rating with its meaning: 4 is "4 – very good"."""
+    try:
+        return f"{rating} – {RATING_WORDS[rating]}"
+    except KeyError:
+        raise ValueError(f"Unknown rating {rating!r}") from None
+
+
+def as_number(text: object) -> int | float | None:
+    """What a number input typed as `text` holds, or None when it is not a number.
+
+    Input.Number takes only a number as its value, so a form shown again keeps "8" as 8 and
+    leaves out what cannot be one (the reason next to the field says why it was refused).
+    """
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return text
+    if isinstance(text, float):
+        number = text
+    elif isinstance(text, str):
+        try:
+            return int(text.strip())
+        except ValueError:
+            pass
+        try:
+            number = float(text.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    # Not NaN nor infinity ("nan" and "inf" read as floats): JSON cannot carry them.
+    return number if number - number == 0 else None
 
 
 def rag_label(rag: str | None) -> str:
@@ -83,6 +131,10 @@ def make_environment(loader: BaseLoader) -> Environment:
     )
     environment.filters.update(
         month_label=month_label,
+        date_label=date_label,
+        time_label=time_label,
+        rating_label=rating_label,
+        as_number=as_number,
         rag_label=rag_label,
         rag_color=rag_color,
         truncate_text=truncate_text,
@@ -95,8 +147,11 @@ def _environment() -> Environment:
     return make_environment(FileSystemLoader(TEMPLATES_DIR))
 
 
-def render_card(name: str, **context: Any) -> dict[str, Any]:
+def render_card(name: str, /, **context: Any) -> dict[str, Any]:
     """Render the card `name` with `context` and return it as a dict ready to attach.
+
+    `name` is positional-only so a card's context may itself hold a `name` (a reminder
+    greets the person by it).
 
     Raises CardRenderError naming the template if the card is unknown, if the context lacks
     something the template uses, or if the template produced invalid JSON.
