@@ -21,8 +21,10 @@ from botframework.connector.auth import ServiceClientCredentialsFactory
 from msrest.serialization import Model
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.background import OutboxLoop, morning_reminders_forever, running
 from bot.config import Settings, botframework_config
 from bot.handler import OurCambridgeBot
+from bot.proactive import OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
 from bot.state_storage import SqlStorage
 from storage import activities
@@ -35,6 +37,8 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 ADAPTER = web.AppKey("adapter", CloudAdapter)
 BOT = web.AppKey("bot", OurCambridgeBot)
+OUTBOX = web.AppKey("outbox", OutboxLoop)
+WORKER = web.AppKey("worker", OutboxWorker)
 
 # Teams activities are a few kilobytes; anything near this is not one.
 MAX_BODY_BYTES = 512 * 1024
@@ -51,12 +55,15 @@ def create_app(
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     conversation_state = ConversationState(SqlStorage(sessions))
-    authentication = ConfigurationBotFrameworkAuthentication(
-        botframework_config(settings), credentials_factory=credentials_factory
-    )
-    adapter = CloudAdapter(authentication)
+    adapter = build_adapter(settings, credentials_factory=credentials_factory)
+    worker = OutboxWorker(adapter=adapter, app_id=settings.microsoft_app_id, sessions=sessions)
+    outbox_loop = OutboxLoop(worker)
     bot = OurCambridgeBot(
-        settings=settings, sessions=sessions, conversation_state=conversation_state
+        settings=settings,
+        sessions=sessions,
+        conversation_state=conversation_state,
+        adapter=adapter,
+        outbox_changed=outbox_loop.kick,
     )
 
     async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
@@ -72,9 +79,22 @@ def create_app(
     app.router.add_post("/api/messages", messages)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app[OUTBOX] = outbox_loop
+    app[WORKER] = worker
     app.cleanup_ctx.append(_engine_lifetime)
     app.cleanup_ctx.append(_prune_processed_activities)
+    app.cleanup_ctx.append(_background_work)
     return app
+
+
+def build_adapter(
+    settings: Settings, *, credentials_factory: ServiceClientCredentialsFactory | None = None
+) -> CloudAdapter:
+    """The Bot Framework adapter: authenticates requests and sends through the connector."""
+    authentication = ConfigurationBotFrameworkAuthentication(
+        botframework_config(settings), credentials_factory=credentials_factory
+    )
+    return CloudAdapter(authentication)
 
 
 async def messages(request: web.Request) -> web.Response:
@@ -147,6 +167,19 @@ async def readyz(request: web.Request) -> web.Response:
             status=HTTPStatus.SERVICE_UNAVAILABLE,
         )
     return web.json_response({"status": "ready", "database": "ok"})
+
+
+async def _background_work(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    loops = [app[OUTBOX].run_forever()]
+    if settings.reminder_time is not None:
+        loops.append(
+            morning_reminders_forever(
+                session_factory(app[ENGINE]), app[WORKER], settings.zone, settings.reminder_time
+            )
+        )
+    async with running(*loops):
+        yield
 
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,8 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -50,6 +52,51 @@ def build_parser() -> argparse.ArgumentParser:
             "nothing; updates posted from Teams are kept."
         ),
     )
+
+    roster = commands.add_parser(
+        "roster", help="manage the Making It Real roster (Change Makers, Change Leaders, admins)"
+    )
+    roster_commands = roster.add_subparsers(
+        dest="roster_command", required=True, metavar="ROSTER_COMMAND"
+    )
+    roster_import = roster_commands.add_parser(
+        "import",
+        help="add or update the people of a roster CSV file (see docs/roster-example.csv)",
+        description=(
+            "Import a roster CSV file (UTF-8) with the header name,email,role,leader_email,"
+            "service_area. role is change_maker, change_leader or admin; a change_maker's "
+            "leader_email names a change_leader of the file or of the roster already. People "
+            "are matched by email, so importing again updates them; people of the roster not "
+            "in the file are left as they are. Every bad row is reported with its line number "
+            "and then nothing is imported. Exit status: 0 imported, 1 bad rows, 2 the file "
+            "cannot be read."
+        ),
+    )
+    roster_import.add_argument("file", type=Path, metavar="FILE", help="the roster CSV file")
+
+    reminders = commands.add_parser(
+        "reminders", help="Making It Real reminders (the bot also runs them every morning)"
+    )
+    reminders_commands = reminders.add_subparsers(
+        dest="reminders_command", required=True, metavar="REMINDERS_COMMAND"
+    )
+    reminders_run = reminders_commands.add_parser(
+        "run",
+        help="send the reminders due today now; running it again the same day sends nothing more",
+        description=(
+            "Work out today's reminders (sessions to log, Change Makers with nothing scheduled, "
+            "overdue actions), put them in the outbox and send them. Each reminder has a key, "
+            "so running this twice, or alongside the bot's own morning run, sends it once. "
+            "People the bot cannot reach (they never opened the app) are counted, not skipped "
+            "silently."
+        ),
+    )
+    reminders_run.add_argument(
+        "--date",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the day to run for (default: today in TIMEZONE)",
+    )
     return parser
 
 
@@ -74,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "seed":
         return asyncio.run(_seed(settings))
+    if args.command == "roster":
+        return asyncio.run(_import_roster(settings, args.file))
+    if args.command == "reminders":
+        return asyncio.run(_run_reminders(settings, args.date))
     return 2
 
 
@@ -118,6 +169,47 @@ async def _seed(settings: Settings) -> int:
     finally:
         await engine.dispose()
     return 0
+
+
+async def _import_roster(settings: Settings, path: Path) -> int:
+    from storage.db import create_engine, session_factory
+    from storage.roster import RosterInvalid, RosterUnreadable, import_roster_file
+
+    engine = create_engine(settings.database_url)
+    try:
+        await import_roster_file(session_factory(engine), path)  # logs what it did
+    except RosterUnreadable as error:
+        sys.stderr.write(f"ourcambridge: {error}\n")
+        return 2
+    except RosterInvalid as invalid:
+        sys.stderr.writelines(f"{error}\n" for error in invalid.errors)
+        sys.stderr.write(
+            f"ourcambridge: {path}: {len(invalid.errors)} problem"
+            f"{'' if len(invalid.errors) == 1 else 's'}; nothing was imported\n"
+        )
+        return 1
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _run_reminders(settings: Settings, day: date | None) -> int:
+    from bot.app import build_adapter
+    from bot.proactive import OutboxWorker
+    from bot.reminders import run_reminders
+    from storage.db import create_engine, session_factory
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    worker = OutboxWorker(
+        adapter=build_adapter(settings), app_id=settings.microsoft_app_id, sessions=sessions
+    )
+    try:
+        today = day or datetime.now(settings.zone).date()
+        run = await run_reminders(sessions, worker, today=today)  # logs the summary
+    finally:
+        await engine.dispose()
+    return 1 if run.delivery.failed else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "projects": ("projects", "list projects", "all projects"),
     "programme": ("programme", "program", "overview", "programme overview"),
     "post update": ("post update", "update"),
+    "schedule session": ("schedule session", "schedule a session", "schedule mir", "schedule"),
+    "log session": ("log session", "log a session", "log mir", "log"),
+    "my sessions": ("my sessions", "sessions"),
+    "my actions": ("my actions", "actions"),
+    "my change makers": ("my change makers", "change makers", "my team"),
+    "mir stats": ("mir stats", "mir", "making it real", "mir statistics"),
+    "stop reminders": ("stop reminders", "reminders off"),
+    "start reminders": ("start reminders", "reminders on"),
     "cancel": ("cancel", "stop", "quit"),
 }
 
@@ -34,6 +42,10 @@ SUGGESTIONS: dict[str, tuple[str, str]] = {
     "status": ("status alloy", "Status of a project (e.g. Alloy)"),
     "projects": ("projects", "All projects"),
     "programme": ("programme", "Programme overview"),
+    "schedule session": ("schedule session", "Schedule a session"),
+    "log session": ("log session", "Log a session"),
+    "my actions": ("my actions", "My actions"),
+    "my sessions": ("my sessions", "My sessions"),
 }
 
 
@@ -60,9 +72,15 @@ def closest_commands(text: str, *, limit: int = 3) -> list[tuple[str, str]]:
     words = normalise(text).split(" ", 1) if normalise(text) else [""]
     first_word, rest = words[0], (words[1] if len(words) > 1 else "")
     choices = {phrase: name for name, phrases in COMMANDS.items() for phrase in phrases}
-    ranked = process.extract(first_word, list(choices), scorer=fuzz.ratio, limit=20)
+    # The first word against each phrase ("statsu alloy"), and the whole text against each
+    # phrase ("shedule sesion"); the better score counts.
+    scored: dict[str, float] = {}
+    for query in {first_word, normalise(text)}:
+        for phrase, score, _ in process.extract(query, list(choices), scorer=fuzz.ratio, limit=20):
+            scored[phrase] = max(scored.get(phrase, 0), score)
+    ranked = sorted(scored.items(), key=lambda item: item[1], reverse=True)
     names: list[str] = []
-    for phrase, score, _ in ranked:
+    for phrase, score in ranked:
         name = choices[phrase]
         if score >= 50 and name in SUGGESTIONS and name not in names:
             names.append(name)

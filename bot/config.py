@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from types import SimpleNamespace
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("BOT_OPENID_METADATA_URL")
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL"))
+    mir_contact: str = Field(
+        default="the Our Cambridge transformation team",
+        validation_alias=AliasChoices("MIR_CONTACT"),
+    )
+    # Local time of the morning reminder run, or "off" (then run `ourcambridge reminders run`
+    # from an external scheduler instead).
+    reminders_at: str = Field(default="08:00", validation_alias=AliasChoices("REMINDERS_AT"))
     allow_unauthenticated_network: bool = Field(
         default=False, validation_alias=AliasChoices("ALLOW_UNAUTHENTICATED_NETWORK")
     )
@@ -93,6 +101,21 @@ class Settings(BaseSettings):
                 f"MicrosoftAppType={self.microsoft_app_type} also needs {', '.join(missing)}"
             )
         return self
+
+    @field_validator("reminders_at")
+    @classmethod
+    def _reminder_time(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "off":
+            try:
+                time.fromisoformat(value)
+            except ValueError as error:
+                raise ValueError('REMINDERS_AT must be a time such as 08:00, or "off"') from error
+        return value
+
+    @property
+    def reminder_time(self) -> time | None:
+        return None if self.reminders_at == "off" else time.fromisoformat(self.reminders_at)
 
     @property
     def authentication_enabled(self) -> bool:

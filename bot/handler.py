@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, datetime
 from http import HTTPStatus
 from typing import Any
 
 from botbuilder.core import (
+    BotAdapter,
     CardFactory,
     ConversationState,
     InvokeResponse,
@@ -30,8 +32,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.commands import Command, closest_commands, parse
 from bot.config import Settings
+from bot.teams_people import identify_caller, send_privately, teams_tenant_id
 from cards import render_card
-from dialogs.common import is_personal_chat, send_card, submitted_values
+from dialogs import making_it_real
+from dialogs.common import Caller, is_personal_chat, send_card, submitted_values
+from dialogs.making_it_real import MakingItReal, MirTexts
 from dialogs.post_update import CANCEL, SUBMIT, PostUpdateDialog
 from dialogs.project_status import ProjectStatusDialog, show_project_status
 from storage import activities, people, programme
@@ -40,16 +45,8 @@ from storage.db import transaction
 logger = logging.getLogger(__name__)
 
 SEARCH_RESULTS = 10
-
-
-def teams_tenant_id(activity: Activity) -> str | None:
-    """Teams puts the tenant in channelData; botbuilder drops conversation.tenantId."""
-    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-    tenant = channel_data.get("tenant")
-    if isinstance(tenant, dict) and isinstance(tenant.get("id"), str):
-        return tenant["id"]
-    conversation = activity.conversation
-    return getattr(conversation, "tenant_id", None) if conversation else None
+# turn_state key of the identified Caller of this turn.
+CALLER = "ourcambridge.caller"
 
 
 def _team_and_channel(activity: Activity) -> tuple[str | None, str | None]:
@@ -69,10 +66,20 @@ class OurCambridgeBot(TeamsActivityHandler):
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         conversation_state: ConversationState,
+        adapter: BotAdapter,
+        outbox_changed: Callable[[], None] = lambda: None,
     ):
         self._settings = settings
         self._sessions = sessions
         self._conversation_state = conversation_state
+        self._adapter = adapter
+        self._mir = MakingItReal(
+            sessions=sessions,
+            today=self._today,
+            send_privately=self._send_privately,
+            outbox_changed=outbox_changed,
+            texts=MirTexts(contact=settings.mir_contact),
+        )
         self._dialogs = DialogSet(conversation_state.create_property("DialogState"))
         self._dialogs.add(
             ProjectStatusDialog(sessions=sessions, can_post_update=self.can_post_updates_here)
@@ -82,6 +89,10 @@ class OurCambridgeBot(TeamsActivityHandler):
         )
 
     def is_admin(self, turn_context: TurnContext) -> bool:
+        """ADMIN_AAD_IDS, or the roster's admin role (known once the caller is identified)."""
+        caller = turn_context.turn_state.get(CALLER)
+        if isinstance(caller, Caller):
+            return caller.is_admin
         sender = turn_context.activity.from_property
         return self._settings.is_admin(sender.aad_object_id if sender else None)
 
@@ -148,9 +159,13 @@ class OurCambridgeBot(TeamsActivityHandler):
         # was pressed (those carry a value and no mention).
         if self._in_channel(activity) and not (values or self._mentions_me(activity)):
             return
-        await self._remember_conversation(turn_context)
+        caller = await self._identify(turn_context)
+        await self._remember_conversation(turn_context, caller)
         dialog_context = await self._dialogs.create_context(turn_context)
         if isinstance(values.get("action"), str):
+            if values["action"] in making_it_real.ACTIONS and caller is not None:
+                await self._mir.on_action(turn_context, caller, values)
+                return
             await self._on_card_action(dialog_context, values)
             return
         text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
@@ -201,6 +216,10 @@ class OurCambridgeBot(TeamsActivityHandler):
             await self._send_programme(turn_context)
         elif command.name == "post update":
             await self._begin_post_update(dialog_context, command.argument)
+        elif command.name in making_it_real.COMMANDS:
+            caller = turn_context.turn_state.get(CALLER)
+            if isinstance(caller, Caller):
+                await self._mir.on_command(turn_context, caller, command.name)
         elif not command.text:
             await send_card(turn_context, "help", is_admin=is_admin, in_channel=False)
         else:
@@ -317,7 +336,8 @@ class OurCambridgeBot(TeamsActivityHandler):
     # --- installation and membership ------------------------------------------------
 
     async def on_installation_update_add(self, turn_context: TurnContext) -> None:
-        await self._remember_conversation(turn_context)
+        caller = await self._identify(turn_context)
+        await self._remember_conversation(turn_context, caller)
         conversation_type = turn_context.activity.conversation.conversation_type or "personal"
         await send_card(
             turn_context,
@@ -336,7 +356,7 @@ class OurCambridgeBot(TeamsActivityHandler):
     ) -> None:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
         if any(member.id == bot_id for member in teams_members_added):
-            await self._remember_conversation(turn_context)
+            await self._remember_conversation(turn_context, None)
 
     # --- messaging extension ----------------------------------------------------------
 
@@ -416,7 +436,28 @@ class OurCambridgeBot(TeamsActivityHandler):
     def _conversation_type(turn_context: TurnContext) -> str:
         return turn_context.activity.conversation.conversation_type or "personal"
 
-    async def _remember_conversation(self, turn_context: TurnContext) -> None:
+    async def _identify(self, turn_context: TurnContext) -> Caller | None:
+        caller = await identify_caller(
+            turn_context, sessions=self._sessions, settings=self._settings
+        )
+        turn_context.turn_state[CALLER] = caller
+        return caller
+
+    async def _send_privately(
+        self, turn_context: TurnContext, caller: Caller, activity: Activity
+    ) -> bool:
+        return await send_privately(
+            turn_context,
+            caller,
+            activity,
+            adapter=self._adapter,
+            app_id=self._settings.microsoft_app_id,
+            sessions=self._sessions,
+        )
+
+    async def _remember_conversation(
+        self, turn_context: TurnContext, caller: Caller | None
+    ) -> None:
         """Store where the bot can write later: on first contact, and again whenever Teams
         moves the conversation to another service URL (region) or reports its tenant."""
         activity = turn_context.activity
@@ -431,40 +472,21 @@ class OurCambridgeBot(TeamsActivityHandler):
                 return
         team_id, channel_id = _team_and_channel(activity)
         reference = TurnContext.get_conversation_reference(activity).serialize()
+        personal = self._conversation_type(turn_context) == "personal"
         try:
-            await self._save_conversation(turn_context, reference, team_id, channel_id)
+            async with transaction(self._sessions) as session:
+                await people.save_conversation_reference(
+                    session,
+                    conversation_id=activity.conversation.id,
+                    conversation_type=self._conversation_type(turn_context),
+                    tenant_id=tenant_id,
+                    service_url=activity.service_url,
+                    reference=reference,
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    # A 1:1 chat belongs to its person: reminders reach them there.
+                    person_id=caller.person_id if caller and personal else None,
+                )
         except IntegrityError:
             # Two first turns of one conversation raced (two replicas); one of them saved it.
             logger.info("Conversation reference already saved by a concurrent turn")
-
-    async def _save_conversation(
-        self,
-        turn_context: TurnContext,
-        reference: dict[str, Any],
-        team_id: str | None,
-        channel_id: str | None,
-    ) -> None:
-        activity = turn_context.activity
-        conversation_type = self._conversation_type(turn_context)
-        async with transaction(self._sessions) as session:
-            person_id = None
-            sender = activity.from_property
-            if conversation_type == "personal" and sender and sender.id:
-                person = await people.record_person(
-                    session,
-                    aad_object_id=sender.aad_object_id,
-                    teams_id=sender.id,
-                    name=sender.name,
-                )
-                person_id = person.id
-            await people.save_conversation_reference(
-                session,
-                conversation_id=activity.conversation.id,
-                conversation_type=conversation_type,
-                tenant_id=teams_tenant_id(activity),
-                service_url=activity.service_url,
-                reference=reference,
-                team_id=team_id,
-                channel_id=channel_id,
-                person_id=person_id,
-            )

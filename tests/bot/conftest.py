@@ -21,6 +21,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "microsoft_app_id": "",
         "admin_aad_ids": frozenset({ADMIN_AAD_ID}),
         "allowed_tenant_ids": frozenset(),
+        # Tests run the reminder job themselves, on the day they choose.
+        "reminders_at": "off",
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 

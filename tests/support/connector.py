@@ -11,6 +11,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+WAIT_SECONDS = 5.0
+
 
 @dataclass
 class SentActivity:
@@ -24,11 +26,16 @@ class SentActivity:
 class FakeConnector:
     sent: list[SentActivity] = field(default_factory=list)
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created: list[dict[str, Any]] = field(default_factory=list)  # conversations opened
+    refused: list[dict[str, Any]] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on every send
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
     server: TestServer | None = None
     # Seconds to wait before answering a sent activity (given its JSON): lets a test hold one
     # turn's reply back while another turn of the same conversation runs.
     delay: Callable[[dict[str, Any]], float] | None = None
+    # An HTTP status (and Retry-After seconds) to answer instead of accepting the activity.
+    refuse: Callable[[dict[str, Any]], tuple[int, float | None] | None] | None = None
 
     @property
     def url(self) -> str:
@@ -41,6 +48,7 @@ class FakeConnector:
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self._send)
         app.router.add_put("/v3/conversations/{conversation}/activities/{reply_to}", self._send)
         app.router.add_get("/v3/conversations/{conversation}/members/{member}", self._member)
+        app.router.add_post("/v3/conversations", self._create_conversation)
         return app
 
     async def start(self) -> None:
@@ -51,6 +59,26 @@ class FakeConnector:
         if self.server is not None:
             await self.server.close()
 
+    def know(self, *users: Any) -> None:
+        """Let TeamsInfo.get_member find these test users (tests.support.teams.TeamsUser)."""
+        for user in users:
+            self.members[user.id] = user.member
+
+    async def wait_for(self, conversation_id: str, count: int = 1) -> list[dict[str, Any]]:
+        """The activities sent to a conversation, once at least `count` have arrived (the
+        outbox is delivered in the background); fails after WAIT_SECONDS."""
+        try:
+            async with asyncio.timeout(WAIT_SECONDS):
+                while len(self.to(conversation_id)) < count:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"{len(self.to(conversation_id))} of {count} activities reached "
+                f"{conversation_id} within {WAIT_SECONDS}s"
+            ) from None
+        return self.to(conversation_id)
+
     def to(self, conversation_id: str) -> list[dict[str, Any]]:
         return [s.activity for s in self.sent if s.conversation_id == conversation_id]
 
@@ -58,6 +86,16 @@ class FakeConnector:
         activity = await request.json()
         if self.delay is not None:
             await asyncio.sleep(self.delay(activity))
+        refusal = self.refuse(activity) if self.refuse is not None else None
+        if refusal is not None:
+            status, retry_after = refusal
+            self.refused.append(activity)
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            return web.json_response(
+                {"error": {"code": "Refused", "message": "refused by the test"}},
+                status=status,
+                headers=headers,
+            )
         self.sent.append(
             SentActivity(
                 method=request.method,
@@ -66,7 +104,14 @@ class FakeConnector:
                 activity=activity,
             )
         )
+        self._arrived.set()
         return web.json_response({"id": f"reply-{next(self._ids)}"})
+
+    async def _create_conversation(self, request: web.Request) -> web.Response:
+        """A new 1:1 chat (ConversationParameters): Teams answers with its id."""
+        parameters = await request.json()
+        self.created.append(parameters)
+        return web.json_response({"id": f"a:created-{next(self._ids)}", "serviceUrl": self.url})
 
     async def _member(self, request: web.Request) -> web.Response:
         member = self.members.get(request.match_info["member"])

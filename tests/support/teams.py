@@ -25,14 +25,37 @@ class TeamsUser:
     name: str
     aad_object_id: str
     teams_id: str = field(default="")
+    email: str = field(default="")
+
+    @property
+    def id(self) -> str:
+        return self.teams_id or f"29:{self.aad_object_id}"
 
     @property
     def account(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "aadObjectId": self.aad_object_id}
+
+    @property
+    def member(self) -> dict[str, str]:
+        """What Teams answers for GET .../members/{id} (TeamsInfo.get_member)."""
         return {
-            "id": self.teams_id or f"29:{self.aad_object_id}",
-            "name": self.name,
-            "aadObjectId": self.aad_object_id,
+            **self.account,
+            "email": self.email,
+            "userPrincipalName": self.email,
+            "tenantId": TENANT_ID,
+            "userRole": "user",
         }
+
+
+def new_user(name: str, *, email: str = "") -> TeamsUser:
+    """A person nobody else in the test session is: unique AAD id and email."""
+    unique = uuid.uuid4().hex[:12]
+    slug = name.lower().replace(" ", ".")
+    return TeamsUser(
+        name=name,
+        aad_object_id=f"aad-{unique}",
+        email=email or f"{slug}.{unique}@cambridge.gov.uk",
+    )
 
 
 OFFICER = TeamsUser(name="Priya Programme-Officer", aad_object_id=ADMIN_AAD_ID)

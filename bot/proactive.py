@@ -1,0 +1,152 @@
+"""Delivering the outbox: messages the bot sends on its own (reminders, nudges).
+
+Each message was written to the outbox first (storage/outbox.py); this worker claims due
+rows, sends each through the Bot Connector with the stored conversation reference, and
+records the outcome. Failures Teams asks us to retry (429, 412, 5xx) are tried again later
+with exponential backoff and jitter, honouring Retry-After; a 403 or 404 (the app was
+removed, the user blocked it) fails the message for good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from botbuilder.core import BotAdapter, TurnContext
+from botbuilder.schema import Activity, ConversationReference
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage import outbox
+from storage.db import transaction
+from storage.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+# Teams asks bots to retry these (https://learn.microsoft.com/microsoftteams/platform/bots/
+# how-to/rate-limit): throttled, precondition failed, and transient server errors.
+RETRIABLE_STATUSES = frozenset({412, 429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 6
+FIRST_BACKOFF = timedelta(seconds=30)
+MAX_BACKOFF = timedelta(hours=1)
+# How long a claimed message is reserved for the worker that claimed it; if that worker dies,
+# another one sends it after this.
+LEASE = timedelta(minutes=5)
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    error: str = ""
+    status: int | None = None
+    retry_after: float | None = None
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        *,
+        adapter: BotAdapter,
+        app_id: str,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self._adapter = adapter
+        self._app_id = app_id
+        self._sessions = sessions
+
+    async def deliver_due(self, *, limit: int = 100, now: datetime | None = None) -> DeliveryReport:
+        """Send what is due now, once. Returns what happened to the claimed messages."""
+        now = now or utcnow()
+        async with transaction(self._sessions) as session:
+            claimed = await outbox.claim_due(session, now=now, limit=limit, lease=LEASE)
+        report = DeliveryReport()
+        for delivery in claimed:
+            outcome = await self._send(delivery)
+            async with transaction(self._sessions) as session:
+                if outcome.ok:
+                    await outbox.mark_sent(session, message_id=delivery.id, now=utcnow())
+                    report.sent += 1
+                    continue
+                retry_at = _retry_at(delivery.attempts, outcome, utcnow())
+                await outbox.mark_failed(
+                    session, message_id=delivery.id, error=outcome.error, retry_at=retry_at
+                )
+            if retry_at is None:
+                report.failed += 1
+                logger.warning(
+                    "Gave up on outbox message %s after %d attempt(s): %s",
+                    delivery.dedupe_key,
+                    delivery.attempts,
+                    outcome.error,
+                )
+            else:
+                report.retried += 1
+        return report
+
+    async def _send(self, delivery: outbox.Delivery) -> _Outcome:
+        if delivery.reference is None:
+            return _Outcome(ok=False, error="no conversation reference", status=404)
+        reference = ConversationReference().deserialize(delivery.reference)
+        if delivery.tenant_id and reference.conversation is not None:
+            # The serialised reference lost it (see storage.models.ConversationReference).
+            reference.conversation.tenant_id = delivery.tenant_id
+        activity = Activity().deserialize(delivery.payload)
+        result: list[_Outcome] = []
+
+        async def send(turn_context: TurnContext) -> None:
+            # Errors are caught here: raised, they would go to the adapter's on_turn_error,
+            # which answers a person's message, and be swallowed (PLATFORM-NOTES).
+            try:
+                await turn_context.send_activity(activity)
+            except Exception as error:  # the connector's errors come in many types
+                result.append(_failure(error))
+            else:
+                result.append(_Outcome(ok=True))
+
+        try:
+            await self._adapter.continue_conversation(reference, send, self._app_id)
+        except Exception as error:  # e.g. a token could not be had
+            return _failure(error)
+        return result[0] if result else _Outcome(ok=False, error="nothing was sent")
+
+
+def _failure(error: Exception) -> _Outcome:
+    response: Any = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    headers = getattr(response, "headers", None) or {}
+    retry_after: float | None = None
+    value = headers.get("Retry-After")
+    if value is not None:
+        with contextlib.suppress(TypeError, ValueError):
+            # Seconds; the HTTP-date form is not used by the Bot Connector.
+            retry_after = float(value)
+    return _Outcome(
+        ok=False,
+        error=f"{type(error).__name__}: {status or ''}".strip(": "),
+        status=status if isinstance(status, int) else None,
+        retry_after=retry_after,
+    )
+
+
+def _retry_at(attempts: int, outcome: _Outcome, now: datetime) -> datetime | None:
+    """When to try again, or None to give up: not retriable, or attempts used up."""
+    retriable = outcome.status is None or outcome.status in RETRIABLE_STATUSES
+    if not retriable or attempts >= MAX_ATTEMPTS:
+        return None
+    backoff = min(FIRST_BACKOFF * (2 ** (attempts - 1)), MAX_BACKOFF)
+    # Full jitter spreads the retries of many messages throttled at once.
+    delay = timedelta(seconds=random.uniform(0.5, 1.0) * backoff.total_seconds())
+    if outcome.retry_after is not None:
+        delay = max(delay, timedelta(seconds=outcome.retry_after))
+    return now + delay

@@ -1,0 +1,96 @@
+"""The reminder job: work out who is due a reminder today, put each in the outbox, send.
+
+`ourcambridge reminders run` and the built-in morning schedule both call `run_reminders`.
+Running it twice for the same day sends each reminder once: every reminder has a dedupe key
+(storage/reminders.py) and the outbox stores a key only once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.proactive import DeliveryReport, OutboxWorker
+from dialogs.common import card_message
+from storage import outbox, people, reminders
+from storage.db import transaction
+from storage.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ReminderRun:
+    due: int = 0  # reminders today's rules call for
+    queued: int = 0  # newly put in the outbox
+    already_queued: int = 0  # queued by an earlier run (same day or week)
+    unreachable: list[int] = field(default_factory=list)  # person ids with no 1:1 chat
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+
+async def queue_reminders(
+    sessions: async_sessionmaker[AsyncSession], *, today: date
+) -> ReminderRun:
+    run = ReminderRun()
+    async with transaction(sessions) as session:
+        due = await reminders.due_reminders(session, today=today)
+        run.due = len(due)
+        for reminder in due:
+            conversation_id = await outbox.personal_conversation_id(
+                session, person_id=reminder.person_id
+            )
+            if conversation_id is None:
+                run.unreachable.append(reminder.person_id)
+                continue
+            name = await people.display_name(session, person_id=reminder.person_id)
+            if reminder.kind == "log_session":
+                message = card_message("reminder_log_session", session=reminder.session)
+            elif reminder.kind == "nothing_scheduled":
+                message = card_message("reminder_nothing_scheduled", name=name)
+            else:
+                message = card_message(
+                    "reminder_overdue_actions", name=name, actions=list(reminder.actions)
+                )
+            queued = await outbox.enqueue(
+                session,
+                dedupe_key=reminder.dedupe_key,
+                conversation_id=conversation_id,
+                payload=message.serialize(),
+                now=utcnow(),
+            )
+            if queued:
+                run.queued += 1
+            else:
+                run.already_queued += 1
+    return run
+
+
+async def run_reminders(
+    sessions: async_sessionmaker[AsyncSession], worker: OutboxWorker, *, today: date
+) -> ReminderRun:
+    """Queue today's reminders and send what is due, until nothing is left to send now."""
+    run = await queue_reminders(sessions, today=today)
+    while True:
+        report = await worker.deliver_due()
+        run.delivery.sent += report.sent
+        run.delivery.retried += report.retried
+        run.delivery.failed += report.failed
+        if not (report.sent or report.retried or report.failed):
+            break
+    logger.info(
+        "Reminders for %s: %d due, %d queued, %d already queued, %d unreachable, "
+        "%d sent, %d to retry, %d failed",
+        today.isoformat(),
+        run.due,
+        run.queued,
+        run.already_queued,
+        len(run.unreachable),
+        run.delivery.sent,
+        run.delivery.retried,
+        run.delivery.failed,
+    )
+    return run

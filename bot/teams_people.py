@@ -1,0 +1,164 @@
+"""Who is on the other end of a turn, and how to reach them privately: the Teams side of
+storage/people.py."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from botbuilder.core import BotAdapter, TurnContext
+from botbuilder.core.teams import TeamsInfo
+from botbuilder.schema import (
+    Activity,
+    ChannelAccount,
+    ConversationAccount,
+    ConversationParameters,
+    ConversationReference,
+)
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings
+from dialogs.common import Caller
+from storage import outbox, people
+from storage.db import transaction
+from storage.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+def teams_tenant_id(activity: Activity) -> str | None:
+    """Teams puts the tenant in channelData; botbuilder drops conversation.tenantId."""
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = channel_data.get("tenant")
+    if isinstance(tenant, dict) and isinstance(tenant.get("id"), str):
+        return tenant["id"]
+    conversation = activity.conversation
+    return getattr(conversation, "tenant_id", None) if conversation else None
+
+
+async def identify_caller(
+    turn_context: TurnContext,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> Caller | None:
+    """The roster's view of the sender (matched by AAD id, or by the email Teams reports on
+    first contact), or None for an activity with no sender."""
+    sender = turn_context.activity.from_property
+    if sender is None or not sender.id:
+        return None
+
+    async def lookup_email() -> str | None:
+        member = await TeamsInfo.get_member(turn_context, sender.id)
+        return member.email or member.user_principal_name or None
+
+    async with transaction(sessions) as session:
+        person = await people.identify_person(
+            session,
+            aad_object_id=sender.aad_object_id,
+            teams_id=sender.id,
+            name=sender.name,
+            lookup_email=lookup_email,
+            now=utcnow(),
+        )
+    roles = people.roles_of(person)
+    return Caller(
+        person_id=person.id or 0,
+        name=person.name or sender.name or "Someone",
+        roles=roles,
+        is_admin="admin" in roles or settings.is_admin(sender.aad_object_id),
+    )
+
+
+async def send_privately(
+    turn_context: TurnContext,
+    caller: Caller,
+    activity: Activity,
+    *,
+    adapter: BotAdapter,
+    app_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> bool:
+    """Send `activity` to the caller's 1:1 chat with the bot, opening one if need be.
+    False if that could not be done (logged); the caller is told in the channel."""
+    incoming = turn_context.activity
+    tenant_id = teams_tenant_id(incoming)
+    async with sessions() as session:
+        conversation_id = await outbox.personal_conversation_id(session, person_id=caller.person_id)
+        reference = (
+            await outbox.stored_reference(session, conversation_id=conversation_id)
+            if conversation_id
+            else None
+        )
+    sent: list[bool] = []
+
+    async def send(context: TurnContext) -> None:
+        try:
+            await context.send_activity(activity)
+        except Exception:
+            logger.warning("Could not send a private reply", exc_info=True)
+            sent.append(False)
+        else:
+            sent.append(True)
+
+    try:
+        if reference is not None:
+            known = ConversationReference().deserialize(reference)
+            if known.conversation is not None and tenant_id:
+                known.conversation.tenant_id = tenant_id
+            await adapter.continue_conversation(known, send, app_id)
+        else:
+            await _open_private_chat(turn_context, caller, adapter, app_id, sessions, send)
+    except Exception:
+        logger.warning("Could not open a private chat", exc_info=True)
+        return False
+    return bool(sent) and all(sent)
+
+
+async def _open_private_chat(
+    turn_context: TurnContext,
+    caller: Caller,
+    adapter: BotAdapter,
+    app_id: str,
+    sessions: async_sessionmaker[AsyncSession],
+    send: Any,
+) -> None:
+    incoming = turn_context.activity
+    tenant_id = teams_tenant_id(incoming)
+    user = incoming.from_property
+    parameters = ConversationParameters(
+        is_group=False,
+        bot=incoming.recipient,
+        members=[ChannelAccount(id=user.id)],
+        tenant_id=tenant_id,
+        channel_data={"tenant": {"id": tenant_id}} if tenant_id else None,
+    )
+
+    async def remember_then_send(context: TurnContext) -> None:
+        # The new chat is where reminders and nudges reach this person from now on.
+        conversation_id = context.activity.conversation.id
+        reference = ConversationReference(
+            bot=incoming.recipient,
+            user=ChannelAccount(id=user.id, name=user.name, aad_object_id=user.aad_object_id),
+            conversation=ConversationAccount(
+                id=conversation_id, conversation_type="personal", tenant_id=tenant_id
+            ),
+            channel_id=incoming.channel_id,
+            service_url=incoming.service_url,
+        )
+        async with transaction(sessions) as session:
+            await people.save_conversation_reference(
+                session,
+                conversation_id=conversation_id,
+                conversation_type="personal",
+                tenant_id=tenant_id,
+                service_url=incoming.service_url,
+                reference=reference.serialize(),
+                person_id=caller.person_id,
+            )
+        await send(context)
+
+    await adapter.create_conversation(
+        app_id, remember_then_send, parameters, incoming.channel_id, incoming.service_url
+    )

@@ -1,0 +1,365 @@
+"""Making It Real end to end over HTTP: a roster of one Change Leader and three Change Makers;
+one schedules a session, one logs a held session with three agreed changes, one does
+nothing. The leader's view, `mir stats` and the reminders must say exactly that."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from bot.app import WORKER
+from bot.reminders import run_reminders
+from storage import roster
+from storage.db import create_engine, session_factory, transaction
+from tests.bot.conftest import BotServer, make_settings
+from tests.support.connector import FakeConnector
+from tests.support.teams import (
+    OFFICER,
+    TeamsClient,
+    TeamsUser,
+    card_nodes,
+    card_text,
+    find_action,
+    new_conversation_id,
+    new_user,
+)
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo("Europe/London")).date()
+
+
+@dataclass
+class Story:
+    server: BotServer
+    connector: FakeConnector
+    http: aiohttp.ClientSession
+    url: str
+    leader: TeamsUser
+    makers: list[TeamsUser]
+
+    def chat(self, user: TeamsUser, **fields: Any) -> TeamsClient:
+        return TeamsClient(
+            bot_url=self.server.url, connector=self.connector, http=self.http, user=user, **fields
+        )
+
+    async def remind(self, day: date) -> Any:
+        assert self.server.server is not None
+        engine = create_engine(self.url)
+        try:
+            return await run_reminders(
+                session_factory(engine), self.server.server.app[WORKER], today=day
+            )
+        finally:
+            await engine.dispose()
+
+
+async def _import(url: str, csv_text: str) -> None:
+    rows, errors = roster.parse_roster(csv_text)
+    assert errors == []
+    engine = create_engine(url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await roster.import_roster(session, rows)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def story(
+    fresh_database_url: str, connector: FakeConnector, http: aiohttp.ClientSession
+) -> AsyncIterator[Story]:
+    leader = new_user("Lena Leader")
+    makers = [new_user("Ahmed Maker"), new_user("Bea Maker"), new_user("Cal Maker")]
+    lines = ["name,email,role,leader_email,service_area"]
+    lines.append(f"{leader.name},{leader.email},change_leader,,Customer Services")
+    for maker in makers:
+        lines.append(f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services")
+    await _import(fresh_database_url, "\n".join(lines) + "\n")
+    connector.know(leader, *makers)
+    server = await BotServer(make_settings(fresh_database_url)).start()
+    try:
+        yield Story(server, connector, http, fresh_database_url, leader, makers)
+    finally:
+        await server.stop()
+
+
+def _blocks(card: dict[str, Any]) -> list[str]:
+    return [n["text"] for n in card_nodes(card) if isinstance(n.get("text"), str)]
+
+
+async def test_the_whole_story(story: Story) -> None:
+    today = _today()
+    ahmed, bea, cal = (story.chat(m) for m in story.makers)
+    leader = story.chat(story.leader)
+    for person in (ahmed, bea, cal, leader):  # everyone has the app: reminders can reach them
+        await person.install()
+    welcomed = {p.conversation_id: len(story.connector.to(p.conversation_id)) for p in (ahmed, cal)}
+
+    # Ahmed schedules a session for next week.
+    form = (await ahmed.say("schedule session")).card
+    next_week = today + timedelta(days=7)
+    scheduled = await ahmed.press(
+        form,
+        "Schedule session",
+        date=next_week.isoformat(),
+        time="10:00",
+        team="Revenues team",
+        expected="8",
+    )
+    assert "Scheduled for" in card_text(scheduled.card)
+
+    # Bea logs the session she held yesterday, with three agreed changes.
+    form = (await bea.say("log session")).card
+    logged = await bea.press(
+        form,
+        "Log session",
+        scheduled="",
+        date=(today - timedelta(days=1)).isoformat(),
+        team="Benefits team",
+        attendees="6",
+        themes="Paperwork, Duplicate data entry; phone queues",
+        changes="Scan forms at the counter\nOne shared contact log\nCall-back slots on Mondays",
+        went_well="Everyone spoke",
+        to_change="Shorter introduction",
+        rating="4",
+    )
+    logged_text = card_text(logged.card)
+    assert "Logged" in logged_text
+    for change in ("Scan forms at the counter", "One shared contact log", "Call-back slots"):
+        assert change in logged_text
+
+    # Cal does nothing.
+
+    # The leader's view, person by person.
+    view = card_text((await leader.say("my change makers")).card)
+    assert "3 Change Makers · 1 with nothing scheduled." in view
+    assert _person(view, "Ahmed Maker") == [
+        "Customer Services",
+        f"Next session: {next_week:%a %-d %B %Y} at 10:00 · Revenues team",
+        "0 sessions held · 0 open actions",
+    ]
+    assert _person(view, "Bea Maker") == [
+        "Customer Services",
+        "No session in the diary",
+        "1 session held · 3 open actions",
+    ]
+    assert _person(view, "Cal Maker") == [
+        "Customer Services",
+        "Nothing scheduled",
+        "0 sessions held · 0 open actions",
+    ]
+
+    # The programme's figures.
+    officer = story.chat(OFFICER)
+    stats = card_text((await officer.say("mir stats")).card)
+    assert _figures(stats) == {
+        "Change Makers": "3",
+        "Sessions held": "1",
+        "In the diary": "1",
+        "Awaiting a log": "0",
+        "Nothing scheduled": "1",
+        "Actions agreed": "3",
+        "Actions done": "0",
+        "Actions overdue": "0",
+        "Format rating": "4.0 out of 5 (1 rating)",
+        "Top themes": "Duplicate data entry (1), Paperwork (1), phone queues (1)",
+    }
+    assert "Nothing scheduled: Cal Maker" in stats
+    assert "Went well: Everyone spoke" in stats and "To change: Shorter introduction" in stats
+
+    # Reminders today: only Cal (nothing scheduled); run twice, sent once.
+    first = await story.remind(today)
+    second = await story.remind(today)
+    assert first.queued == 1 and first.unreachable == []
+    assert second.queued == 0 and second.already_queued == 1
+    cal_messages = await story.connector.wait_for(
+        cal.conversation_id, welcomed[cal.conversation_id] + 1
+    )
+    reminders_to_cal = cal_messages[welcomed[cal.conversation_id] :]
+    assert len(reminders_to_cal) == 1
+    assert "Schedule a session" in card_text(reminders_to_cal[0]["attachments"][0]["content"])
+
+    # The day after Ahmed's session: "how did it go? log it" to Ahmed, once.
+    after = await story.remind(next_week + timedelta(days=1))
+    again = await story.remind(next_week + timedelta(days=1))
+    assert again.queued == 0
+    ahmed_messages = await story.connector.wait_for(
+        ahmed.conversation_id, welcomed[ahmed.conversation_id] + 1
+    )
+    reminder = ahmed_messages[-1]["attachments"][0]["content"]
+    assert find_action(reminder, "Log it")["data"]["action"] == "mir_log"
+    assert after.queued >= 1
+
+    # Bea marks one action done: every view changes.
+    actions = (await bea.say("my actions")).card
+    done_buttons = [
+        n
+        for n in card_nodes(actions)
+        if n.get("type") == "Action.Submit" and n.get("title") == "Done"
+    ]
+    assert len(done_buttons) == 3
+    marked = await bea.submit(done_buttons[0]["data"])
+    assert 'Marked "Scan forms at the counter" as done.' in card_text(marked.card)
+    remaining = [n for n in card_nodes(marked.card) if n.get("title") == "Done" and "data" in n]
+    assert len(remaining) == 2
+    view = card_text((await leader.say("my change makers")).card)
+    assert _person(view, "Bea Maker")[2] == "1 session held · 2 open actions"
+    figures = _figures(card_text((await officer.say("mir stats")).card))
+    assert (figures["Actions agreed"], figures["Actions done"]) == ("3", "1")
+
+
+def _person(view: str, name: str) -> list[str]:
+    """The three lines under a Change Maker's name in the leader's view."""
+    lines = view.splitlines()
+    start = lines.index(name) + 1
+    return lines[start : start + 3]
+
+
+def _figures(stats: str) -> dict[str, str]:
+    """The whole programme's label/value pairs of the stats card."""
+    lines = stats.splitlines()
+    labels = [
+        "Change Makers",
+        "Sessions held",
+        "In the diary",
+        "Awaiting a log",
+        "Nothing scheduled",
+        "Actions agreed",
+        "Actions done",
+        "Actions overdue",
+        "Format rating",
+        "Top themes",
+    ]
+    return {label: lines[lines.index(label) + 1] for label in labels}
+
+
+async def test_someone_not_in_the_roster_is_told_how_to_become_a_change_maker(
+    story: Story,
+) -> None:
+    stranger = story.chat(new_user("Sid Stranger"))
+    reply = await stranger.say("log session")
+    assert "Change Maker" in reply.texts[0] and "transformation team" in reply.texts[0]
+    forged = await stranger.submit(
+        {"action": "mir_log_submit", "form": "0" * 32, "date": _today().isoformat()}
+    )
+    assert "Change Maker" in forged.texts[0]
+
+
+async def test_a_form_with_bad_entries_comes_back_with_reasons_and_entries_kept(
+    story: Story,
+) -> None:
+    maker = story.chat(story.makers[0])
+    form = (await maker.say("log session")).card
+    tomorrow = (_today() + timedelta(days=1)).isoformat()
+    again = (
+        await maker.press(
+            form,
+            "Log session",
+            date=tomorrow,
+            team="Planning",
+            attendees="0",
+            themes="",
+            changes="Keep this line",
+            rating="4",
+        )
+    ).card
+    inputs = {n["id"]: n for n in card_nodes(again) if str(n.get("type", "")).startswith("Input.")}
+    assert inputs["date"]["value"] == tomorrow
+    assert inputs["changes"]["value"] == "Keep this line"
+    assert inputs["team"]["value"] == "Planning"
+    text = card_text(again)
+    assert "future" in text.lower()
+    assert "1 to 500" in text or "1 and 500" in text
+
+
+async def test_a_leader_nudges_only_their_own_change_makers(story: Story) -> None:
+    other_leader = new_user("Olu Otherleader")
+    await _import(
+        story.url,
+        "name,email,role,leader_email,service_area\n"
+        f"{other_leader.name},{other_leader.email},change_leader,,Planning\n",
+    )
+    story.connector.know(other_leader)
+    cal = story.chat(story.makers[2])
+    await cal.install()  # the only one of the three the bot can reach
+    before = len(story.connector.to(cal.conversation_id))
+
+    leader = story.chat(story.leader)
+    view = (await leader.say("my change makers")).card
+    nudges = [n for n in card_nodes(view) if n.get("title") == "Nudge"]
+    assert len(nudges) == 1, "only reachable Change Makers can be nudged"
+    assert "reached" in card_text(view), "the two who never opened the app are flagged"
+
+    refused = await story.chat(other_leader).submit(nudges[0]["data"])
+    assert "only your own" in refused.texts[0]
+    assert len(story.connector.to(cal.conversation_id)) == before, "nothing was sent"
+
+    sent = await leader.submit(nudges[0]["data"])
+    assert "Nudge sent to Cal Maker" in card_text(sent.card)
+    received = await story.connector.wait_for(cal.conversation_id, before + 1)
+    nudge_card = received[-1]["attachments"][0]["content"]
+    assert "Lena Leader" in card_text(nudge_card)
+    assert find_action(nudge_card, "Schedule a session")["data"] == {"command": "schedule session"}
+
+    again = await leader.submit(nudges[0]["data"])
+    assert "already nudged" in card_text(again.card)
+
+
+async def test_asked_in_a_channel_the_form_goes_privately(story: Story) -> None:
+    maker = story.makers[1]
+    channel = story.chat(
+        maker, conversation_id=new_conversation_id("channel"), conversation_type="channel"
+    )
+    reply = await channel.say("schedule session")
+    assert reply.texts == ["I've sent that to you in a private chat."]
+    assert story.connector.created, "a 1:1 chat was opened"
+    opened = story.connector.created[-1]
+    assert opened["members"][0]["id"] == maker.id
+
+
+async def test_reminders_run_from_the_command_line_twice_sends_once(story: Story) -> None:
+    """`ourcambridge reminders run` as cron would run it: a process of its own, sending
+    through the Bot Connector (the fake one) with the references the bot stored."""
+    cal = story.chat(story.makers[2])
+    await cal.install()
+    welcomed = len(story.connector.to(cal.conversation_id))
+    env = {
+        **os.environ,
+        "DATABASE_URL": story.url,
+        "MicrosoftAppId": "",
+        "TIMEZONE": "Europe/London",
+        "LOG_LEVEL": "INFO",
+    }
+    outputs = []
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "reminders",
+            "run",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        assert process.returncode == 0, output.decode()
+        outputs.append(output.decode())
+    # Ahmed and Bea never opened the app: counted as unreachable, not silently skipped.
+    assert "3 due, 1 queued, 0 already queued, 2 unreachable, 1 sent" in outputs[0]
+    assert "3 due, 0 queued, 1 already queued, 2 unreachable, 0 sent" in outputs[1]
+    sent = story.connector.to(cal.conversation_id)[welcomed:]
+    assert len(sent) == 1
+    assert "Schedule a session" in card_text(sent[0]["attachments"][0]["content"])

@@ -1,0 +1,132 @@
+"""The outbox worker sends through the Bot Connector with the stored reference, retries
+what Teams asks to be retried (honouring Retry-After) and gives up on a 403."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, timedelta
+
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app import build_adapter
+from bot.proactive import MAX_ATTEMPTS, OutboxWorker
+from storage import outbox, people
+from storage.db import transaction
+from storage.models import OutboxMessage, utcnow
+from tests.bot.conftest import make_settings
+from tests.support.connector import FakeConnector
+from tests.support.teams import TENANT_ID, activity, new_conversation_id
+
+
+async def _conversation(
+    sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+) -> str:
+    conversation_id = new_conversation_id()
+    incoming = Activity().deserialize(activity(connector.url, conversation_id=conversation_id))
+    async with transaction(sessions) as session:
+        await people.save_conversation_reference(
+            session,
+            conversation_id=conversation_id,
+            conversation_type="personal",
+            tenant_id=TENANT_ID,
+            service_url=connector.url,
+            reference=TurnContext.get_conversation_reference(incoming).serialize(),
+        )
+    return conversation_id
+
+
+async def _queue(
+    sessions: async_sessionmaker[AsyncSession], conversation_id: str, text: str
+) -> str:
+    key = f"test:{uuid.uuid4().hex}"
+    async with transaction(sessions) as session:
+        # Due long ago, so this test's message is claimed before anything else queued.
+        await outbox.enqueue(
+            session,
+            dedupe_key=key,
+            conversation_id=conversation_id,
+            payload={"type": "message", "text": text},
+            now=utcnow() - timedelta(days=3000),
+        )
+    return key
+
+
+async def _row(sessions: async_sessionmaker[AsyncSession], key: str) -> OutboxMessage:
+    async with sessions() as session:
+        return (
+            await session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == key))
+        ).one()
+
+
+def _worker(database_url: str, sessions: async_sessionmaker[AsyncSession]) -> OutboxWorker:
+    return OutboxWorker(
+        adapter=build_adapter(make_settings(database_url)), app_id="", sessions=sessions
+    )
+
+
+async def test_a_queued_message_is_delivered_once(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+) -> None:
+    conversation_id = await _conversation(sessions, connector)
+    key = await _queue(sessions, conversation_id, "Your session is tomorrow.")
+    worker = _worker(database_url, sessions)
+    await worker.deliver_due()
+    await worker.deliver_due()
+    sent = connector.to(conversation_id)
+    assert [a["text"] for a in sent] == ["Your session is tomorrow."]
+    assert (await _row(sessions, key)).status == "sent"
+
+
+async def test_a_throttled_message_waits_for_retry_after(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+) -> None:
+    conversation_id = await _conversation(sessions, connector)
+    key = await _queue(sessions, conversation_id, "Throttled once.")
+    connector.refuse = lambda sent: (429, 120.0) if sent.get("text") == "Throttled once." else None
+    try:
+        report = await _worker(database_url, sessions).deliver_due()
+    finally:
+        connector.refuse = None
+    assert report.retried >= 1
+    row = await _row(sessions, key)
+    assert row.status == "pending" and row.attempts == 1
+    wait = row.next_attempt_at.replace(tzinfo=UTC) - utcnow()
+    assert wait > timedelta(seconds=110), "Retry-After is honoured"
+    assert connector.to(conversation_id) == []
+
+
+async def test_a_403_is_not_retried(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+) -> None:
+    conversation_id = await _conversation(sessions, connector)
+    key = await _queue(sessions, conversation_id, "Blocked.")
+    connector.refuse = lambda sent: (403, None) if sent.get("text") == "Blocked." else None
+    try:
+        await _worker(database_url, sessions).deliver_due()
+    finally:
+        connector.refuse = None
+    row = await _row(sessions, key)
+    assert row.status == "failed" and row.attempts == 1
+    assert "403" in (row.last_error or "")
+
+
+async def test_retries_are_bounded(
+    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+) -> None:
+    conversation_id = await _conversation(sessions, connector)
+    key = await _queue(sessions, conversation_id, "Always failing.")
+    connector.refuse = lambda sent: (503, 0.0) if sent.get("text") == "Always failing." else None
+    worker = _worker(database_url, sessions)
+    try:
+        for _ in range(MAX_ATTEMPTS):
+            # Pretend the backoff has passed: deliver as if it were the retry time.
+            row = await _row(sessions, key)
+            await worker.deliver_due(now=row.next_attempt_at.replace(tzinfo=UTC))
+    finally:
+        connector.refuse = None
+    row = await _row(sessions, key)
+    assert row.status == "failed" and row.attempts == MAX_ATTEMPTS
