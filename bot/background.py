@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 # CLI or a retry coming due may have added work.
 OUTBOX_POLL_SECONDS = 10.0
 SCHEDULE_CHECK_SECONDS = 300.0
+REMINDER_JOB = "mir-reminders"
 
 
 class OutboxLoop:
@@ -81,12 +82,19 @@ async def _maybe_run(
     local = clock().astimezone(zone)
     if local.time() < at:
         return
+    period = local.date().isoformat()
     async with transaction(sessions) as session:
-        claimed = await jobs.claim_run(
-            session, job="mir-reminders", period=local.date().isoformat(), now=clock()
-        )
-    if claimed:
+        claimed = await jobs.claim_run(session, job=REMINDER_JOB, period=period, now=clock())
+    if not claimed:
+        return
+    try:
         await run_reminders(sessions, worker, today=local.date())
+    except Exception:
+        # Give the day back so the next check (here or on another replica) tries again;
+        # what was queued before the failure is not sent twice (the outbox's keys).
+        async with transaction(sessions) as session:
+            await jobs.release_run(session, job=REMINDER_JOB, period=period)
+        raise
 
 
 async def _guarded(what: str, work: Callable[[], Awaitable[None]]) -> None:

@@ -39,7 +39,7 @@ from dialogs.common import Caller, is_personal_chat, send_card, submitted_values
 from dialogs.making_it_real import MakingItReal, MirTexts
 from dialogs.post_update import CANCEL, SUBMIT, PostUpdateDialog
 from dialogs.project_status import ProjectStatusDialog, show_project_status
-from storage import activities, people, programme
+from storage import activities, outbox, people, programme
 from storage.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -350,6 +350,12 @@ class OurCambridgeBot(TeamsActivityHandler):
         logger.info(
             "The app was removed from a %s conversation", self._conversation_type(turn_context)
         )
+        # The bot can no longer write there: forget it, so reminders stop and the person
+        # shows as unreachable (they are back once they open the app again).
+        async with transaction(self._sessions) as session:
+            await outbox.forget_conversation(
+                session, conversation_id=turn_context.activity.conversation.id
+            )
 
     async def on_teams_members_added(
         self, teams_members_added: list[ChannelAccount], team_info: Any, turn_context: TurnContext
@@ -459,20 +465,27 @@ class OurCambridgeBot(TeamsActivityHandler):
         self, turn_context: TurnContext, caller: Caller | None
     ) -> None:
         """Store where the bot can write later: on first contact, and again whenever Teams
-        moves the conversation to another service URL (region) or reports its tenant."""
+        moves the conversation to another service URL (region), reports its tenant, or (in a
+        1:1 chat) we learn whose it is."""
         activity = turn_context.activity
         async with self._sessions() as session:
             stored = await people.conversation_address(
                 session, conversation_id=activity.conversation.id
             )
         tenant_id = teams_tenant_id(activity)
+        personal = self._conversation_type(turn_context) == "personal"
+        person_id = caller.person_id if caller and personal else None
         if stored is not None:
-            service_url, stored_tenant = stored
-            if service_url == activity.service_url and tenant_id in (None, stored_tenant):
+            service_url, stored_tenant, stored_person = stored
+            if (
+                service_url == activity.service_url
+                and tenant_id in (None, stored_tenant)
+                # A 1:1 chat first seen without its person (the bot-added update) gets them.
+                and person_id in (None, stored_person)
+            ):
                 return
         team_id, channel_id = _team_and_channel(activity)
         reference = TurnContext.get_conversation_reference(activity).serialize()
-        personal = self._conversation_type(turn_context) == "personal"
         try:
             async with transaction(self._sessions) as session:
                 await people.save_conversation_reference(
@@ -485,7 +498,7 @@ class OurCambridgeBot(TeamsActivityHandler):
                     team_id=team_id,
                     channel_id=channel_id,
                     # A 1:1 chat belongs to its person: reminders reach them there.
-                    person_id=caller.person_id if caller and personal else None,
+                    person_id=person_id,
                 )
         except IntegrityError:
             # Two first turns of one conversation raced (two replicas); one of them saved it.

@@ -4,11 +4,12 @@ Each message was written to the outbox first (storage/outbox.py); this worker cl
 rows, sends each through the Bot Connector with the stored conversation reference, and
 records the outcome. Failures Teams asks us to retry (429, 412, 5xx) are tried again later
 with exponential backoff and jitter, honouring Retry-After; a 403 or 404 (the app was
-removed, the user blocked it) fails the message for good.
+removed, the user blocked it) fails the message for good and forgets the conversation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -30,12 +31,18 @@ logger = logging.getLogger(__name__)
 # Teams asks bots to retry these (https://learn.microsoft.com/microsoftteams/platform/bots/
 # how-to/rate-limit): throttled, precondition failed, and transient server errors.
 RETRIABLE_STATUSES = frozenset({412, 429, 500, 502, 503, 504})
+# The bot was removed from the conversation, or the person blocked it.
+GONE_STATUSES = frozenset({403, 404})
 MAX_ATTEMPTS = 6
 FIRST_BACKOFF = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=1)
-# How long a claimed message is reserved for the worker that claimed it; if that worker dies,
-# another one sends it after this.
-LEASE = timedelta(minutes=5)
+# A send that takes longer than this is abandoned (and retried): the connector's own timeout
+# is about 100 s, far longer than a claim should wait.
+SEND_TIMEOUT_SECONDS = 30.0
+# Messages claimed at a time, and how long the claim lasts: longer than sending the whole
+# batch can take (BATCH x SEND_TIMEOUT), so a claim only runs out when its worker died.
+BATCH = 20
+LEASE = timedelta(minutes=15)
 
 
 @dataclass
@@ -65,7 +72,9 @@ class OutboxWorker:
         self._app_id = app_id
         self._sessions = sessions
 
-    async def deliver_due(self, *, limit: int = 100, now: datetime | None = None) -> DeliveryReport:
+    async def deliver_due(
+        self, *, limit: int = BATCH, now: datetime | None = None
+    ) -> DeliveryReport:
         """Send what is due now, once. Returns what happened to the claimed messages."""
         now = now or utcnow()
         async with transaction(self._sessions) as session:
@@ -73,16 +82,34 @@ class OutboxWorker:
         report = DeliveryReport()
         for delivery in claimed:
             outcome = await self._send(delivery)
+            retry_at = None if outcome.ok else _retry_at(delivery.attempts, outcome, utcnow())
             async with transaction(self._sessions) as session:
                 if outcome.ok:
-                    await outbox.mark_sent(session, message_id=delivery.id, now=utcnow())
-                    report.sent += 1
-                    continue
-                retry_at = _retry_at(delivery.attempts, outcome, utcnow())
-                await outbox.mark_failed(
-                    session, message_id=delivery.id, error=outcome.error, retry_at=retry_at
+                    recorded = await outbox.mark_sent(
+                        session, message_id=delivery.id, attempt=delivery.attempts, now=utcnow()
+                    )
+                else:
+                    recorded = await outbox.mark_failed(
+                        session,
+                        message_id=delivery.id,
+                        attempt=delivery.attempts,
+                        error=outcome.error,
+                        retry_at=retry_at,
+                    )
+                    if outcome.status in GONE_STATUSES:
+                        # Removed or blocked: stop writing there; the person now shows as
+                        # unreachable in the leader and programme views.
+                        await outbox.forget_conversation(
+                            session, conversation_id=delivery.conversation_id
+                        )
+            if not recorded:
+                logger.warning(
+                    "Outbox message %s: the claim ran out before its outcome was recorded",
+                    delivery.dedupe_key,
                 )
-            if retry_at is None:
+            if outcome.ok:
+                report.sent += 1
+            elif retry_at is None:
                 report.failed += 1
                 logger.warning(
                     "Gave up on outbox message %s after %d attempt(s): %s",
@@ -115,7 +142,10 @@ class OutboxWorker:
                 result.append(_Outcome(ok=True))
 
         try:
-            await self._adapter.continue_conversation(reference, send, self._app_id)
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                await self._adapter.continue_conversation(reference, send, self._app_id)
+        except TimeoutError:
+            return _Outcome(ok=False, error="timed out")
         except Exception as error:  # e.g. a token could not be had
             return _failure(error)
         return result[0] if result else _Outcome(ok=False, error="nothing was sent")

@@ -3,6 +3,7 @@ storage/people.py."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from botbuilder.schema import (
     ConversationParameters,
     ConversationReference,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,9 +24,11 @@ from bot.config import Settings
 from dialogs.common import Caller
 from storage import outbox, people
 from storage.db import transaction
-from storage.models import utcnow
+from storage.models import Person, utcnow
 
 logger = logging.getLogger(__name__)
+
+MEMBER_LOOKUP_SECONDS = 5.0
 
 
 def teams_tenant_id(activity: Activity) -> str | None:
@@ -49,19 +53,29 @@ async def identify_caller(
     if sender is None or not sender.id:
         return None
 
-    async def lookup_email() -> str | None:
-        member = await TeamsInfo.get_member(turn_context, sender.id)
-        return member.email or member.user_principal_name or None
+    async def lookup_addresses() -> list[str]:
+        # Bounded: the lookup runs while a database transaction is open.
+        async with asyncio.timeout(MEMBER_LOOKUP_SECONDS):
+            member = await TeamsInfo.get_member(turn_context, sender.id)
+        return [a for a in (member.email, member.user_principal_name) if a]
 
-    async with transaction(sessions) as session:
-        person = await people.identify_person(
-            session,
-            aad_object_id=sender.aad_object_id,
-            teams_id=sender.id,
-            name=sender.name,
-            lookup_email=lookup_email,
-            now=utcnow(),
-        )
+    async def identify() -> Person:
+        async with transaction(sessions) as session:
+            return await people.identify_person(
+                session,
+                aad_object_id=sender.aad_object_id,
+                teams_id=sender.id,
+                name=sender.name,
+                lookup_email=lookup_addresses,
+                now=utcnow(),
+            )
+
+    try:
+        person = await identify()
+    except IntegrityError:
+        # A new person's first turns raced (several messages at once, or two replicas) and
+        # another one recorded them first: now they are found.
+        person = await identify()
     roles = people.roles_of(person)
     return Caller(
         person_id=person.id or 0,
@@ -147,16 +161,20 @@ async def _open_private_chat(
             channel_id=incoming.channel_id,
             service_url=incoming.service_url,
         )
-        async with transaction(sessions) as session:
-            await people.save_conversation_reference(
-                session,
-                conversation_id=conversation_id,
-                conversation_type="personal",
-                tenant_id=tenant_id,
-                service_url=incoming.service_url,
-                reference=reference.serialize(),
-                person_id=caller.person_id,
-            )
+        try:
+            async with transaction(sessions) as session:
+                await people.save_conversation_reference(
+                    session,
+                    conversation_id=conversation_id,
+                    conversation_type="personal",
+                    tenant_id=tenant_id,
+                    service_url=incoming.service_url,
+                    reference=reference.serialize(),
+                    person_id=caller.person_id,
+                )
+        except Exception:
+            # Not fatal: the reply still goes out, and their next message records the chat.
+            logger.warning("Could not record a newly opened 1:1 chat", exc_info=True)
         await send(context)
 
     await adapter.create_conversation(

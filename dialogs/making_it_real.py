@@ -336,17 +336,25 @@ class MakingItReal:
         except (mir.NotAllowed, mir.NotFound):
             await turn_context.send_activity(_NOT_YOURS)
             return
-        except IntegrityError:
+        except (IntegrityError, mir.AlreadyLogged):
+            # The same form stored by a concurrent turn (a double press, two replicas).
             await turn_context.send_activity("That session was already logged.")
             return
         if created:
             logger.info("MIR session logged with %d action(s)", len(actions))
-            notice = "Logged, thank you! " + (
-                f"The {len(actions)} change(s) your team agreed are now follow-up actions: "
-                "add who owns each and when it's due below, if you know."
-                if actions
-                else "No changes were listed, so there are no follow-up actions."
-            )
+            if not actions:
+                follow_up = "No changes were listed, so there are no follow-up actions."
+            elif len(actions) == 1:
+                follow_up = (
+                    "The change your team agreed is now a follow-up action: add who owns it "
+                    "and when it's due below, if you know."
+                )
+            else:
+                follow_up = (
+                    f"The {len(actions)} changes your team agreed are now follow-up actions: "
+                    "add who owns each and when it's due below, if you know."
+                )
+            notice = "Logged, thank you! " + follow_up
         else:
             notice = "That session was already logged."
         await turn_context.send_activity(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.models import JobRun
@@ -29,3 +31,8 @@ async def claim_run(session: AsyncSession, *, job: str, period: str, now: dateti
         raise NotImplementedError(f"No race-safe claim for the {dialect!r} dialect")
     result = await session.exec(statement.on_conflict_do_nothing(index_elements=["job", "period"]))
     return bool(result.rowcount)
+
+
+async def release_run(session: AsyncSession, *, job: str, period: str) -> None:
+    """Give a claimed run back (the work failed), so a later check runs it again."""
+    await session.exec(delete(JobRun).where(col(JobRun.job) == job, col(JobRun.period) == period))

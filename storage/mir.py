@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time
 
-from sqlalchemy import true
+from sqlalchemy import true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -62,6 +62,10 @@ NEW_ACTION_STATUSES = ("in_progress", "done", "dropped")
 class NotAllowed(PermissionError):
     """The session or action is not the caller's, does not exist, or is not in a state that
     allows this. One error for all three, so a forged id learns nothing."""
+
+
+class AlreadyLogged(Exception):
+    """The scheduled session was logged by another submission in the meantime."""
 
 
 class NotFound(LookupError):
@@ -469,6 +473,21 @@ async def log_session(
         mir_session = await _own_session(session, submission.scheduled_session_id, change_maker_id)
         if mir_session.status != "scheduled":
             raise NotAllowed("only a scheduled session can be logged as held")
+        # Claim it with one conditional UPDATE: of two presses of the same form racing (two
+        # replicas), only one finds it still scheduled; PostgreSQL re-checks the WHERE after
+        # the first one's commit, SQLite runs the writers one at a time.
+        claimed = await session.exec(
+            update(MirSession)
+            .where(
+                col(MirSession.id) == mir_session.id,
+                col(MirSession.change_maker_id) == change_maker_id,
+                col(MirSession.status) == "scheduled",
+            )
+            .values(status="held", log_form_id=form_id)
+        )
+        if claimed.rowcount != 1:
+            raise AlreadyLogged(form_id)
+        await session.refresh(mir_session)
     else:
         mir_session = MirSession(
             change_maker_id=change_maker_id,

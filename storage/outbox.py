@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,6 +29,7 @@ class Delivery:
 
     id: int
     dedupe_key: str
+    conversation_id: str
     attempts: int  # including this one
     payload: dict[str, Any]
     reference: dict[str, Any] | None  # None: the conversation is not known (any more)
@@ -118,6 +119,7 @@ async def claim_due(
         Delivery(
             id=message.id or 0,
             dedupe_key=message.dedupe_key,
+            conversation_id=message.conversation_id,
             attempts=message.attempts,
             payload=message.payload,
             reference=reference.reference if reference else None,
@@ -153,25 +155,55 @@ async def stored_reference(session: AsyncSession, *, conversation_id: str) -> di
     return dict(reference) if reference is not None else None
 
 
-async def mark_sent(session: AsyncSession, *, message_id: int, now: datetime) -> None:
-    await session.exec(
+async def mark_sent(session: AsyncSession, *, message_id: int, attempt: int, now: datetime) -> bool:
+    """Record that the claim numbered `attempt` sent the message. False if that claim was
+    lost (its lease ran out and another worker claimed the row): nothing is changed then."""
+    result = await session.exec(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id) == message_id)
+        .where(*_still_claimed(message_id, attempt))
         .values(status="sent", sent_at=now, last_error=None)
     )
+    return result.rowcount == 1
 
 
 async def mark_failed(
-    session: AsyncSession, *, message_id: int, error: str, retry_at: datetime | None
-) -> None:
-    """Record a failed attempt: try again at `retry_at`, or give up for good when None."""
-    await session.exec(
+    session: AsyncSession,
+    *,
+    message_id: int,
+    attempt: int,
+    error: str,
+    retry_at: datetime | None,
+) -> bool:
+    """Record a failed attempt: try again at `retry_at`, or give up for good when None.
+    False if the claim was lost, as for mark_sent."""
+    result = await session.exec(
         update(OutboxMessage)
-        .where(col(OutboxMessage.id) == message_id)
+        .where(*_still_claimed(message_id, attempt))
         .values(
             status="pending" if retry_at else "failed",
             next_attempt_at=retry_at if retry_at else OutboxMessage.next_attempt_at,
             last_error=error[:MAX_ERROR_LENGTH],
+        )
+    )
+    return result.rowcount == 1
+
+
+def _still_claimed(message_id: int, attempt: int) -> tuple[Any, ...]:
+    # The attempt count is the claim's token: a later claim of the same row has a higher one,
+    # so a worker whose lease ran out cannot overwrite what the next worker recorded.
+    return (
+        col(OutboxMessage.id) == message_id,
+        col(OutboxMessage.status) == "sending",
+        col(OutboxMessage.attempts) == attempt,
+    )
+
+
+async def forget_conversation(session: AsyncSession, *, conversation_id: str) -> None:
+    """The bot can no longer write to this conversation (removed, blocked): drop its
+    reference, so the person counts as unreachable and nothing more is queued for it."""
+    await session.exec(
+        delete(ConversationReference).where(
+            col(ConversationReference.conversation_id) == conversation_id
         )
     )
 

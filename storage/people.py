@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +21,9 @@ from storage.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# How soon Teams is asked again who someone is after it failed to say.
+FAILED_LOOKUP_RETRY = timedelta(hours=1)
 
 # Every column that points at a person. A staff row merged into a roster row has only
 # conversations to hand over (sessions, actions and leaders come with a roster role), but
@@ -105,15 +108,17 @@ async def save_conversation_reference(
 
 async def conversation_address(
     session: AsyncSession, *, conversation_id: str
-) -> tuple[str, str | None] | None:
-    """(service URL, tenant id) stored for a conversation, or None if none is stored."""
+) -> tuple[str, str | None, int | None] | None:
+    """(service URL, tenant id, person id) stored for a conversation, or None if none is."""
     found = await session.exec(
-        select(ConversationReference.service_url, ConversationReference.tenant_id).where(
-            ConversationReference.conversation_id == conversation_id
-        )
+        select(
+            ConversationReference.service_url,
+            ConversationReference.tenant_id,
+            ConversationReference.person_id,
+        ).where(ConversationReference.conversation_id == conversation_id)
     )
     row = found.first()
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1], row[2]) if row else None
 
 
 def roles_of(person: Person) -> frozenset[str]:
@@ -129,7 +134,7 @@ async def identify_person(
     aad_object_id: str | None,
     teams_id: str,
     name: str | None,
-    lookup_email: Callable[[], Awaitable[str | None]],
+    lookup_email: Callable[[], Awaitable[str | Sequence[str] | None]],
     now: datetime,
     recheck_after: timedelta = timedelta(days=1),
 ) -> Person:
@@ -140,7 +145,8 @@ async def identify_person(
     Teams is asked for its email (`lookup_email`), and again once `recheck_after` has passed
     for people the roster did not list then (they may have been added since). When the email
     is in the roster, the roster row takes the account over, with the conversations already
-    recorded for it. A lookup that fails is tried again at the next contact.
+    recorded for it. Teams may give the email and the UPN: either can match the roster. A
+    lookup that fails is tried again after FAILED_LOOKUP_RETRY.
     """
     person = await _find_by_account(session, aad_object_id=aad_object_id, teams_id=teams_id)
     if person is not None:
@@ -154,25 +160,34 @@ async def identify_person(
             await session.flush()
             return person
 
-    answered, email = await _email_from_teams(lookup_email)
+    answered, addresses = await _addresses_from_teams(lookup_email)
     owner = None
-    if email is not None:
-        owner = (await session.exec(select(Person).where(Person.email == email))).first()
-        if owner is not None and owner.in_roster:
-            return await _merge_into_roster_row(
-                session,
-                roster_person=owner,
-                staff_person=person,
-                aad_object_id=aad_object_id,
-                teams_id=teams_id,
-                now=now,
-            )
+    email = addresses[0] if addresses else None
+    for address in addresses:  # the email, then the UPN: a roster may list either
+        found = (await session.exec(select(Person).where(Person.email == address))).first()
+        if found is not None and found.in_roster:
+            owner, email = found, address
+            break
+        if found is not None and address == email:
+            owner = found
+    if owner is not None and owner.in_roster:
+        return await _merge_into_roster_row(
+            session,
+            roster_person=owner,
+            staff_person=person,
+            aad_object_id=aad_object_id,
+            teams_id=teams_id,
+            now=now,
+        )
     if person is None:
         person = Person(aad_object_id=aad_object_id, teams_id=teams_id, name=name)
     if email is not None and owner is None:
         person.email = email  # unless another row has it: emails are unique
-    if answered:
-        person.directory_checked_at = now
+    # Asked again after `recheck_after`; after a failed lookup, after FAILED_LOOKUP_RETRY,
+    # so a Teams hiccup costs an hour at most and a broken lookup is not made on every turn.
+    person.directory_checked_at = (
+        now if answered else now - recheck_after + min(FAILED_LOOKUP_RETRY, recheck_after)
+    )
     person.updated_at = now
     session.add(person)
     await session.flush()
@@ -209,18 +224,23 @@ def _lookup_due(person: Person, *, now: datetime, recheck_after: timedelta) -> b
     return now - checked >= recheck_after
 
 
-async def _email_from_teams(
-    lookup_email: Callable[[], Awaitable[str | None]],
-) -> tuple[bool, str | None]:
-    """(whether Teams answered, the email it gave, lower-cased, if any)."""
+async def _addresses_from_teams(
+    lookup_email: Callable[[], Awaitable[str | Sequence[str] | None]],
+) -> tuple[bool, list[str]]:
+    """(whether Teams answered, the addresses it gave, lower-cased, in its order)."""
     try:
-        email = await lookup_email()
+        answer = await lookup_email()
     except Exception as error:
         # Neither the account nor the error text: either may hold personal data.
         logger.info("Teams did not say who a member is (%s); staff for now", type(error).__name__)
-        return False, None
-    email = (email or "").strip().lower()
-    return True, email or None
+        return False, []
+    given = [answer] if isinstance(answer, str) else list(answer or [])
+    addresses: list[str] = []
+    for address in given:
+        cleaned = (address or "").strip().lower()
+        if cleaned and cleaned not in addresses:
+            addresses.append(cleaned)
+    return True, addresses
 
 
 async def _merge_into_roster_row(

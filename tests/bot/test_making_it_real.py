@@ -23,12 +23,15 @@ from storage.db import create_engine, session_factory, transaction
 from tests.bot.conftest import BotServer, make_settings
 from tests.support.connector import FakeConnector
 from tests.support.teams import (
+    BOT_ID,
+    BOT_NAME,
     OFFICER,
     TeamsClient,
     TeamsUser,
     card_nodes,
     card_text,
     find_action,
+    input_values,
     new_conversation_id,
     new_user,
 )
@@ -363,3 +366,106 @@ async def test_reminders_run_from_the_command_line_twice_sends_once(story: Story
     sent = story.connector.to(cal.conversation_id)[welcomed:]
     assert len(sent) == 1
     assert "Schedule a session" in card_text(sent[0]["attachments"][0]["content"])
+
+
+async def test_stop_reminders_turns_them_off_and_start_turns_them_on(story: Story) -> None:
+    cal = story.chat(story.makers[2])
+    await cal.install()
+    off = await cal.say("stop reminders")
+    assert "Reminders are off" in off.texts[0]
+    week = _today() + timedelta(days=14)  # a week of its own: the weekly key is new
+    assert (await story.remind(week)).queued == 0
+    on = await cal.say("start reminders")
+    assert "Reminders are on" in on.texts[0]
+    before = len(story.connector.to(cal.conversation_id))
+    assert (await story.remind(week)).queued == 1
+    await story.connector.wait_for(cal.conversation_id, before + 1)
+    assert len(story.connector.to(cal.conversation_id)) == before + 1
+
+
+async def test_a_session_is_rescheduled_then_cancelled_from_my_sessions(story: Story) -> None:
+    maker = story.chat(story.makers[0])
+    first, moved = _today() + timedelta(days=3), _today() + timedelta(days=10)
+    form = (await maker.say("schedule session")).card
+    listed = (
+        await maker.press(
+            form, "Schedule session", date=first.isoformat(), time="09:30", expected="5"
+        )
+    ).card
+    again = (await maker.press(listed, "Reschedule")).card
+    assert input_values(again)["date"] == first.isoformat(), "the form shows the session"
+    rescheduled = (await maker.press(again, "Reschedule session", date=moved.isoformat())).card
+    assert f"Rescheduled to {moved:%a %-d %B %Y} at 09:30" in card_text(rescheduled)
+    cancel = [
+        n
+        for n in card_nodes(rescheduled)
+        if n.get("title") == "Cancel"
+        and (n.get("data") or {}).get("action") == "mir_cancel_session"
+    ]
+    assert len(cancel) == 1
+    cancelled = (await maker.submit(cancel[0]["data"])).card
+    assert f"Cancelled your session on {moved:%a %-d %B %Y}" in card_text(cancelled)
+    assert not [n for n in card_nodes(cancelled) if n.get("title") == "Reschedule"], "none left"
+
+    # Someone else's session cannot be touched with a forged id.
+    other = story.chat(story.makers[1])
+    forged = await other.submit(cancel[0]["data"])
+    assert "can't find that among your sessions" in forged.texts[0]
+
+
+async def test_presses_of_one_log_form_at_once_log_it_once(story: Story) -> None:
+    maker = story.chat(story.makers[1])
+    today = _today()
+    form = (await maker.say("schedule session")).card
+    await maker.press(form, "Schedule session", date=today.isoformat(), time="09:00", expected="4")
+    log_form = (await maker.say("log session")).card
+    assert input_values(log_form)["scheduled"] != "", "today's session is offered"
+    entries = {
+        "attendees": "4",
+        "themes": "Paperwork",
+        "changes": "One\nTwo\nThree",
+        "rating": "3",
+    }
+    replies = await asyncio.gather(
+        *(maker.press(log_form, "Log session", **entries) for _ in range(4))
+    )
+    logged = [r for r in replies if r.cards and "Logged, thank you" in card_text(r.cards[0])]
+    assert len(logged) == 1
+    actions = (await maker.say("my actions")).card
+    assert len([n for n in card_nodes(actions) if n.get("title") == "Done"]) == 3
+
+
+async def test_a_chat_first_seen_when_the_bot_was_added_is_still_the_persons(
+    story: Story,
+) -> None:
+    """Teams sends "bot added" (conversationUpdate) before anything else in a new 1:1 chat;
+    the chat must still become the person's, so reminders and nudges reach them."""
+    cal = story.chat(story.makers[2])
+    story.connector.members[BOT_ID] = {"id": BOT_ID, "name": BOT_NAME}
+    added = await cal.post(
+        cal.activity(type="conversationUpdate", membersAdded=[{"id": BOT_ID, "name": BOT_NAME}])
+    )
+    assert added.status == 201
+    await cal.say("help")
+    view = (await story.chat(story.leader).say("my change makers")).card
+    assert len([n for n in card_nodes(view) if n.get("title") == "Nudge"]) == 1
+
+
+async def test_a_new_persons_first_messages_at_once_are_all_answered(story: Story) -> None:
+    newcomer = story.chat(new_user("Nia Newcomer"))
+    story.connector.know(newcomer.user)
+    replies = await asyncio.gather(*(newcomer.say("help") for _ in range(4)))
+    assert all(r.status == 201 and len(r.cards) == 1 for r in replies), [r.texts for r in replies]
+
+
+async def test_removing_the_app_makes_the_person_unreachable(story: Story) -> None:
+    cal = story.chat(story.makers[2])
+    await cal.install()
+    leader = story.chat(story.leader)
+    before = (await leader.say("my change makers")).card
+    assert len([n for n in card_nodes(before) if n.get("title") == "Nudge"]) == 1
+    removed = await cal.post(cal.activity(type="installationUpdate", action="remove"))
+    assert removed.status == 201
+    after = (await leader.say("my change makers")).card
+    assert [n for n in card_nodes(after) if n.get("title") == "Nudge"] == []
+    assert (await story.remind(_today())).unreachable, "counted, not silently skipped"

@@ -112,6 +112,9 @@ async def test_a_403_is_not_retried(
     row = await _row(sessions, key)
     assert row.status == "failed" and row.attempts == 1
     assert "403" in (row.last_error or "")
+    async with sessions() as session:
+        gone = await outbox.stored_reference(session, conversation_id=conversation_id)
+    assert gone is None, "the conversation is forgotten: the person shows as unreachable"
 
 
 async def test_retries_are_bounded(

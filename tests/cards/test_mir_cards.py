@@ -1237,7 +1237,7 @@ def test_reminder_overdue_actions() -> None:
 def test_nudge() -> None:
     card = _render("nudge", "typical")
     assert (
-        "Hi Cal Davies, Lena Leader, your Change Leader, is checking in on your Making It Real "
+        "Hi Cal Davies, Lena Leader is checking in on your Making It Real "
         "session. Is it in the diary?"
     ) in _texts(card)
     assert _buttons(card) == [

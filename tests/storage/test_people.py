@@ -177,23 +177,48 @@ async def test_teams_is_asked_again_after_a_day_not_before(
     assert directory.calls == 2
 
 
-async def test_a_lookup_that_fails_leaves_them_staff_and_is_tried_at_the_next_contact(
+async def test_a_lookup_that_fails_leaves_them_staff_and_is_tried_again_an_hour_later(
     sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     email = _email()
     listed = await _add_to_roster(sessions, email, role="change_leader")
     account = _account()
+    start = utcnow()
     failing = FakeDirectory(fails=True)
     with caplog.at_level("INFO", logger="storage.people"):
-        staff = await _identify(sessions, account, failing)
-    assert failing.calls == 1 and not staff.in_roster and staff.directory_checked_at is None
+        staff = await _identify(sessions, account, failing, now=start)
+        again = await _identify(sessions, account, failing, now=start + timedelta(minutes=30))
+    assert failing.calls == 1, "not asked on every turn while Teams is failing"
+    assert not staff.in_roster and again.id == staff.id
     assert "RuntimeError" in caplog.text
     assert "cambridge.gov.uk" not in caplog.text and account.name not in caplog.text
 
     working = FakeDirectory(email=email)
-    person = await _identify(sessions, account, working)
+    person = await _identify(sessions, account, working, now=start + timedelta(minutes=61))
     assert working.calls == 1 and person.id == listed.id
     assert await _get(sessions, staff.id) is None
+
+
+async def test_the_upn_matches_a_roster_that_lists_it_rather_than_the_email(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    upn = _email()
+    listed = await _add_to_roster(sessions, upn, role="change_leader")
+    account = _account()
+
+    async def email_then_upn() -> list[str]:
+        return [f"preferred.{upn}", upn.upper()]
+
+    async with transaction(sessions) as session:
+        person = await people.identify_person(
+            session,
+            aad_object_id=account.aad_object_id,
+            teams_id=account.teams_id,
+            name=account.name,
+            lookup_email=email_then_upn,
+            now=utcnow(),
+        )
+    assert person.id == listed.id and person.in_roster
 
 
 async def test_an_email_another_row_has_is_not_stored_twice(
