@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKeyConstraint,
+    PrimaryKeyConstraint,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 RAG_VALUES = ("red", "amber", "green")
@@ -223,3 +231,120 @@ class ProcessedActivity(SQLModel, table=True):
 
     key: str = Field(sa_column=Column(Text, primary_key=True))
     received_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
+
+
+# --- Small improvements ------------------------------------------------------------------------
+# Constraints are named so a later migration can drop or change them on SQLite too (batch mode
+# rebuilds the table and needs the names).
+
+
+class Idea(SQLModel, table=True):
+    """A small improvement a member of staff suggested, and where it is in the workflow.
+
+    The submitter is always kept, even for an anonymous idea, so they see it in `my ideas` and
+    hear about every change; the read models never show them to anyone else.
+    """
+
+    __tablename__ = "idea"
+    __table_args__ = (
+        PrimaryKeyConstraint("id", name="pk_idea"),
+        # The one-off id of the form that submitted it: a second press (or a redelivered
+        # activity) stores nothing more. Per submitter, so two people filling in one form card
+        # posted in a group chat each get their own idea.
+        UniqueConstraint("submitter_id", "form_id", name="uq_idea_submitter_form"),
+        # A change agreed at a Making It Real session becomes at most one idea.
+        UniqueConstraint("mir_action_id", name="uq_idea_mir_action"),
+        ForeignKeyConstraint(["submitter_id"], ["person.id"], name="fk_idea_submitter_id_person"),
+        ForeignKeyConstraint(["duplicate_of_id"], ["idea.id"], name="fk_idea_duplicate_of_id_idea"),
+        ForeignKeyConstraint(
+            ["mir_action_id"], ["mir_action.id"], name="fk_idea_mir_action_id_mir_action"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=120)
+    problem: str = Field(sa_column=Column(Text, nullable=False))
+    suggestion: str = Field(sa_column=Column(Text, nullable=False))
+    service_area: str = Field(max_length=80, index=True)
+    principles: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    benefits: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    benefit_other: str | None = Field(default=None, max_length=200)
+    anonymous: bool = False
+    submitter_id: int = Field(index=True)
+    # One of storage.ideas.STATUSES.
+    status: str = Field(default="new", max_length=20, index=True)
+    duplicate_of_id: int | None = None
+    form_id: str = Field(max_length=64)
+    mir_action_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    status_changed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class IdeaSupport(SQLModel, table=True):
+    """A colleague's "Support" of an idea: once per person (the unique constraint makes a
+    second press, even a simultaneous one, store nothing)."""
+
+    __tablename__ = "idea_support"
+    __table_args__ = (
+        PrimaryKeyConstraint("id", name="pk_idea_support"),
+        UniqueConstraint("idea_id", "person_id", name="uq_idea_support_person"),
+        ForeignKeyConstraint(["idea_id"], ["idea.id"], name="fk_idea_support_idea_id_idea"),
+        ForeignKeyConstraint(["person_id"], ["person.id"], name="fk_idea_support_person_id_person"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    idea_id: int
+    person_id: int = Field(index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class IdeaEvent(SQLModel, table=True):
+    """One step of an idea's history: submitted (no from_status), then each status change with
+    who made it and why."""
+
+    __tablename__ = "idea_event"
+    __table_args__ = (
+        PrimaryKeyConstraint("id", name="pk_idea_event"),
+        ForeignKeyConstraint(["idea_id"], ["idea.id"], name="fk_idea_event_idea_id_idea"),
+        ForeignKeyConstraint(["actor_id"], ["person.id"], name="fk_idea_event_actor_id_person"),
+        ForeignKeyConstraint(
+            ["duplicate_of_id"], ["idea.id"], name="fk_idea_event_duplicate_of_id_idea"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    idea_id: int = Field(index=True)
+    from_status: str | None = Field(default=None, max_length=20)
+    to_status: str = Field(max_length=20)
+    # Who made the change; None for the submission itself (the idea names its submitter).
+    actor_id: int | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    duplicate_of_id: int | None = None
+    at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class IdeaTriagePost(SQLModel, table=True):
+    """Where an idea's triage card was posted, so it can be updated in place."""
+
+    __tablename__ = "idea_triage_post"
+    __table_args__ = (
+        PrimaryKeyConstraint("idea_id", name="pk_idea_triage_post"),
+        ForeignKeyConstraint(["idea_id"], ["idea.id"], name="fk_idea_triage_post_idea_id_idea"),
+    )
+
+    idea_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    conversation_id: str = Field(max_length=400)
+    activity_id: str = Field(max_length=400)
+    posted_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class Setting(SQLModel, table=True):
+    """A setting the bot's users change from Teams (the triage channel), by key."""
+
+    __tablename__ = "setting"
+    __table_args__ = (PrimaryKeyConstraint("key", name="pk_setting"),)
+
+    key: str = Field(primary_key=True, max_length=80)
+    value: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())

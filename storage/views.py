@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 
 
 @dataclass(frozen=True)
@@ -123,3 +123,43 @@ class MirStats:
     overall: StatsBlock
     by_area: tuple[StatsBlock, ...]  # one per service area, by name; "No service area" last
     unreachable: tuple[str, ...]  # Change Makers the bot cannot message yet, by name
+
+
+# --- Small improvements (ideas) ---------------------------------------------------------------
+# An anonymous idea's views never name its submitter, in any view made for anyone (the
+# submitter's own `my ideas` included: their card says "you"); nor does any change the
+# submitter made to it themselves.
+
+
+@dataclass(frozen=True)
+class IdeaView:
+    id: int
+    reference: str  # "IDEA-0007"
+    title: str
+    problem: str
+    suggestion: str
+    service_area: str
+    principles: tuple[int, ...]  # design principle numbers, ascending
+    benefits: tuple[str, ...]  # keys of storage.ideas.BENEFITS, in that order
+    benefit_other: str | None  # what "other" means, when it was chosen
+    status: str  # one of storage.ideas.STATUSES
+    status_label: str
+    submitted_by: str | None  # the submitter's name, or None when anonymous
+    supporters: int
+    created_at: datetime
+    status_changed_at: datetime
+    last_reason: str | None  # the reason of the latest status change, if any
+    last_changed_by: str | None  # who made the latest change (an admin), None if nobody yet
+    duplicate_of: str | None  # reference of the idea it duplicates
+    next_statuses: tuple[str, ...]  # where it can move next (storage.ideas.TRANSITIONS)
+
+
+@dataclass(frozen=True)
+class IdeaEventView:
+    """One step of an idea's history: submitted ("new"), then each status change."""
+
+    to_status: str
+    status_label: str
+    reason: str | None
+    by: str | None  # the admin who made the change; None for the submission itself
+    at: datetime

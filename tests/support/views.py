@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
+from storage.ideas import STATUS_LABELS, TRANSITIONS, reference
 from storage.views import (
     ActionView,
     ChangeMakerSummary,
     FeedbackView,
+    IdeaView,
     MirStats,
     SessionView,
     StatsBlock,
@@ -101,3 +103,28 @@ EMPTY_STATS = MirStats(
     by_area=(),
     unreachable=(),
 )
+
+
+def idea(idea_id: int = 7, title: str = "Scan post at the counter", **fields: Any) -> IdeaView:
+    """An idea as cards get it; a `status` given brings its own label and next statuses."""
+    status = fields.pop("status", "new")
+    submitted = datetime(2022, 6, 13, 9, 30, tzinfo=UTC)
+    defaults: dict[str, Any] = {
+        "reference": reference(idea_id),
+        "problem": "Letters are photocopied and sent round the office by hand.",
+        "suggestion": "Scan them at the counter and email them to the right team.",
+        "service_area": "Customer Services",
+        "principles": (1, 3),
+        "benefits": ("time_saved",),
+        "benefit_other": None,
+        "status_label": STATUS_LABELS[status],
+        "submitted_by": "Priya Shah",
+        "supporters": 0,
+        "created_at": submitted,
+        "status_changed_at": submitted,
+        "last_reason": None,
+        "last_changed_by": None,
+        "duplicate_of": None,
+        "next_statuses": TRANSITIONS[status],
+    }
+    return IdeaView(id=idea_id, title=title, status=status, **(defaults | fields))
