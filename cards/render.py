@@ -8,10 +8,11 @@ JSON string and come back verbatim when the text is parsed.
 from __future__ import annotations
 
 import json
-from datetime import date, time
+from datetime import UTC, date, datetime, time
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import (
     BaseLoader,
@@ -21,6 +22,8 @@ from jinja2 import (
     TemplateError,
     TemplateNotFound,
 )
+
+from storage.ideas import BENEFIT_LABELS, STATUS_LABELS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_SUFFIX = ".json.j2"  # `_`-prefixed templates are shared parts, not cards
@@ -33,6 +36,9 @@ ELLIPSIS = "…"
 
 # How a 1-5 format rating reads on the log form and in the figures.
 RATING_WORDS = {1: "poor", 2: "fair", 3: "good", 4: "very good", 5: "excellent"}
+
+# The council's clock: a moment stored in UTC is shown as the day it was in Cambridge.
+COUNCIL_ZONE = ZoneInfo("Europe/London")
 
 
 class CardRenderError(RuntimeError):
@@ -60,6 +66,29 @@ def rating_label(rating: int) -> str:
         return f"{rating} – {RATING_WORDS[rating]}"
     except KeyError:
         raise ValueError(f"Unknown rating {rating!r}") from None
+
+
+def day_label(moment: datetime) -> str:
+    """The day a moment fell on in Cambridge, as `date_label` writes it (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return date_label(moment.astimezone(COUNCIL_ZONE).date())
+
+
+def idea_status_label(status: str) -> str:
+    """An idea's status as people read it: "under_review" is "Under review"."""
+    try:
+        return STATUS_LABELS[status]
+    except KeyError:
+        raise ValueError(f"Unknown idea status {status!r}") from None
+
+
+def benefit_label(benefit: str) -> str:
+    """An expected benefit as people read it: "time_saved" is "Time saved"."""
+    try:
+        return BENEFIT_LABELS[benefit]
+    except KeyError:
+        raise ValueError(f"Unknown benefit {benefit!r}") from None
 
 
 def as_number(text: object) -> int | float | None:
@@ -133,12 +162,17 @@ def make_environment(loader: BaseLoader) -> Environment:
         month_label=month_label,
         date_label=date_label,
         time_label=time_label,
+        day_label=day_label,
         rating_label=rating_label,
+        idea_status_label=idea_status_label,
+        benefit_label=benefit_label,
         as_number=as_number,
         rag_label=rag_label,
         rag_color=rag_color,
         truncate_text=truncate_text,
     )
+    # The idea form's benefit choices, in the order storage.ideas.BENEFITS lists them.
+    environment.globals["benefit_labels"] = BENEFIT_LABELS
     return environment
 
 

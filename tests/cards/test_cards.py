@@ -30,7 +30,7 @@ from tests.support.card_schema import (
     without_teams_extensions,
 )
 from tests.support.teams import card_nodes
-from tests.support.views import EMPTY_STATS, action, block, session
+from tests.support.views import EMPTY_STATS, action, block, idea, session
 
 TEMPLATES = Path(cards.__file__).resolve().parent / "templates"
 MAX_CARD_BYTES = 28 * 1024
@@ -48,6 +48,13 @@ WIDE_CARDS = {
     "my_actions",
     "change_makers",
     "mir_stats",
+    # Small improvements: the form, lists and the triage card.
+    "idea_form",
+    "idea_similar",
+    "my_ideas",
+    "ideas_list",
+    "idea_triage",
+    "ideas_stale",
 }
 
 
@@ -376,6 +383,8 @@ MIR_LOG_VALUES = {
     "rating": "",
 }
 
+IDEA = idea(7)
+
 # Every card, with the contexts the bot sends it in. Adding a template without a case here
 # fails test_every_template_has_cases.
 CASES: dict[str, list[dict[str, Any]]] = {
@@ -553,6 +562,30 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"name": "Bea Morgan", "actions": MIR_ACTIONS},
     ],
     "nudge": [{"name": "Cal Davies", "leader_name": "Lena Leader"}],
+    # Small improvements: every state of these is in tests/cards/test_idea_cards.py.
+    "idea_form": [
+        {
+            "values": {"title": "Scan post at the counter", "anonymous": "true"},
+            "errors": {"problem": "Describe the problem (1 to 2,000 characters)."},
+            "form_id": MIR_FORM,
+            "service_areas": ("Customer Services", "Housing"),
+            "principles": [(1, "Achieve good outcomes for residents and the environment")],
+        }
+    ],
+    "idea_similar": [{"similar": [IDEA], "form_id": MIR_FORM, "values": {"title": "Scan post"}}],
+    "idea_submitted": [{"idea": IDEA}, {"idea": replace(IDEA, submitted_by=None)}],
+    "my_ideas": [{"ideas": [IDEA], "notice": None}, {"ideas": [], "notice": None}],
+    "ideas_list": [{"ideas": [IDEA], "title": "All ideas", "notice": None}],
+    "idea_triage": [
+        {"idea": IDEA, "changed_by": None, "notice": None},
+        {"idea": idea(8, status="implemented"), "changed_by": "Sam Admin", "notice": None},
+    ],
+    "idea_triage_refused": [{"idea": IDEA, "message": "Only the transformation team can."}],
+    "idea_status_changed": [
+        {"idea": idea(8, status="implemented"), "reason": "Done.", "for_submitter": True},
+        {"idea": idea(8, status="under_review"), "reason": None, "for_submitter": False},
+    ],
+    "ideas_stale": [{"ideas": [IDEA]}],
 }
 RENDERED = [
     pytest.param(name, context, id=f"{name}-{index}")

@@ -20,6 +20,12 @@ from storage.views import (
     SessionView,
     StatsBlock,
 )
+from tests.support.card_checks import buttons as card_buttons
+from tests.support.card_checks import check_valid_small_and_plain
+from tests.support.card_checks import inputs as card_inputs
+from tests.support.card_checks import size as card_size
+from tests.support.card_checks import submits as card_submits
+from tests.support.card_checks import texts as card_texts
 from tests.support.card_schema import (
     SchemaUnavailable,
     TeamsCardValidator,
@@ -534,28 +540,6 @@ MATRIX_CASES = [
 ]
 
 
-def _size(card: dict[str, Any]) -> int:
-    return len(json.dumps(card).encode("utf-8"))
-
-
-def _inputs(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found = [n for n in card_nodes(card) if str(n.get("type", "")).startswith("Input.")]
-    assert len({n["id"] for n in found}) == len(found), "input ids are unique"
-    return {n["id"]: n for n in found}
-
-
-def _submits(card: dict[str, Any]) -> list[dict[str, Any]]:
-    return [n for n in card_nodes(card) if n.get("type") == "Action.Submit"]
-
-
-def _buttons(card: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(n["title"], n["data"]) for n in _submits(card)]
-
-
-def _texts(card: dict[str, Any]) -> list[str]:
-    return [n["text"] for n in card_nodes(card) if n.get("type") == "TextBlock"]
-
-
 def _show_cards(card: dict[str, Any]) -> list[dict[str, Any]]:
     return [n for n in card_nodes(card) if n.get("type") == "Action.ShowCard"]
 
@@ -590,24 +574,13 @@ def test_card_is_valid_small_and_plain(
     validator: TeamsCardValidator, name: str, context: dict[str, Any]
 ) -> None:
     card = render_card(name, **context)
-    validator.validate(card)
-    assert card["version"] == "1.5"
-    assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
-    assert (card.get("msteams") == {"width": "Full"}) == (name in WIDE)
-    assert _size(card) < MAX_CARD_BYTES, _size(card)
-    blocks = [n for n in card_nodes(card) if n.get("type") == "TextBlock"]
-    assert blocks and all(block.get("wrap") is True for block in blocks)
-    for node in card_nodes(card):
-        if str(node.get("type", "")).startswith("Input."):
-            assert node.get("label"), f"{node['id']} has a label"
-            if node.get("isRequired"):
-                assert node.get("errorMessage"), f"{node['id']} says why it is required"
+    check_valid_small_and_plain(validator, card, wide=name in WIDE, max_bytes=MAX_CARD_BYTES)
 
 
 @pytest.mark.parametrize(("name", "context"), MATRIX_CASES)
 def test_buttons_send_only_the_contracted_data(name: str, context: dict[str, Any]) -> None:
     card = render_card(name, **context)
-    for button in _submits(card):
+    for button in card_submits(card):
         data = button["data"]
         assert isinstance(data, dict)
         if "command" in data:
@@ -626,7 +599,7 @@ def test_buttons_send_only_the_contracted_data(name: str, context: dict[str, Any
 def test_static_text_uses_only_markdown_teams_renders() -> None:
     for name, states in MATRIX.items():
         for state in ("empty", "typical", "errors"):
-            for text in _texts(render_card(name, **states[state])):
+            for text in card_texts(render_card(name, **states[state])):
                 for line in text.splitlines():
                     assert not line.lstrip().startswith(("#", "|")), line
                 assert "<" not in text, text
@@ -680,11 +653,11 @@ def test_hostile_strings_come_back_verbatim(name: str) -> None:
 
 
 def test_hostile_form_entries_are_kept_exactly() -> None:
-    schedule = _inputs(_render("schedule_form", "hostile"))
+    schedule = card_inputs(_render("schedule_form", "hostile"))
     assert schedule["team"]["value"] == HOSTILE
     assert schedule["date"]["value"] == HOSTILE and schedule["time"]["value"] == HOSTILE
     assert "value" not in schedule["expected"], "a number input cannot show text"
-    log = _inputs(_render("log_form", "hostile"))
+    log = card_inputs(_render("log_form", "hostile"))
     for key in ("team", "themes", "changes", "went_well", "to_change", "rating", "scheduled"):
         assert log[key]["value"] == HOSTILE, key
     submit = find_action(_render("log_form", "hostile"), "Log session")
@@ -695,7 +668,7 @@ def test_hostile_form_entries_are_kept_exactly() -> None:
 
 
 def test_schedule_form_inputs() -> None:
-    inputs = _inputs(_render("schedule_form", "empty"))
+    inputs = card_inputs(_render("schedule_form", "empty"))
     assert {key: node["type"] for key, node in inputs.items()} == {
         "date": "Input.Date",
         "time": "Input.Time",
@@ -719,7 +692,7 @@ def test_schedule_form_inputs() -> None:
 
 def test_schedule_form_new_and_reschedule() -> None:
     new = _render("schedule_form", "empty")
-    assert _texts(new)[0] == "Schedule a Making It Real session"
+    assert card_texts(new)[0] == "Schedule a Making It Real session"
     assert new["actions"] == [
         {
             "type": "Action.Submit",
@@ -734,7 +707,7 @@ def test_schedule_form_new_and_reschedule() -> None:
         },
     ]
     moved = _render("schedule_form", "typical")
-    assert _texts(moved)[0] == "Reschedule your session"
+    assert card_texts(moved)[0] == "Reschedule your session"
     assert moved["actions"][0] == {
         "type": "Action.Submit",
         "title": "Reschedule session",
@@ -773,7 +746,7 @@ def test_schedule_form_shows_each_reason_under_its_field_and_a_summary() -> None
 def test_number_inputs_keep_what_can_be_a_number() -> None:
     for typed, shown in (("8", 8), (" 12 ", 12), ("2.5", 2.5), ("", None), ("eight", None)):
         card = _render("schedule_form", "typical", values=SCHEDULE_VALUES | {"expected": typed})
-        assert _inputs(card)["expected"].get("value") == shown, typed
+        assert card_inputs(card)["expected"].get("value") == shown, typed
 
 
 # --- the log form ----------------------------------------------------------------------------
@@ -781,7 +754,7 @@ def test_number_inputs_keep_what_can_be_a_number() -> None:
 
 def test_log_form_inputs_and_limits() -> None:
     card = _render("log_form", "typical")
-    inputs = _inputs(card)
+    inputs = card_inputs(card)
     assert {key: node["type"] for key, node in inputs.items()} == {
         "scheduled": "Input.ChoiceSet",
         "date": "Input.Date",
@@ -836,7 +809,7 @@ def test_log_form_inputs_and_limits() -> None:
 
 
 def test_log_form_without_scheduled_sessions_offers_only_not_scheduled() -> None:
-    inputs = _inputs(_render("log_form", "empty"))
+    inputs = card_inputs(_render("log_form", "empty"))
     assert inputs["scheduled"]["choices"] == [{"title": "Not one I scheduled", "value": ""}]
     assert inputs["scheduled"]["value"] == ""
     assert "value" not in inputs["rating"] and "value" not in inputs["date"]
@@ -852,7 +825,7 @@ def test_log_form_shows_each_reason_under_its_field() -> None:
             # The hint about the limits sits between the field and its reason.
             hint = _after(card, "changes")
             assert hint is not None and "15" in hint["text"] and "300" in hint["text"]
-            assert reason in _texts(card)
+            assert reason in card_texts(card)
             continue
         shown = _after(card, key)
         assert shown is not None and shown["text"] == reason, key
@@ -863,11 +836,11 @@ def test_log_form_shows_each_reason_under_its_field() -> None:
 def test_log_form_offers_at_most_thirty_sessions_and_always_the_chosen_one() -> None:
     context = MATRIX["log_form"]["huge"]
     card = render_card("log_form", **context)
-    choices = _inputs(card)["scheduled"]["choices"]
+    choices = card_inputs(card)["scheduled"]["choices"]
     assert len(context["scheduled"]) > 200
     assert len(choices) == 30 + 1 + 1
     assert choices[-2]["value"] == "399" and choices[-1]["value"] == ""
-    assert _inputs(card)["changes"]["value"] == context["values"]["changes"]
+    assert card_inputs(card)["changes"]["value"] == context["values"]["changes"]
 
 
 # --- a logged session ------------------------------------------------------------------------
@@ -875,14 +848,14 @@ def test_log_form_offers_at_most_thirty_sessions_and_always_the_chosen_one() -> 
 
 def test_session_logged_asks_for_owners_and_due_dates() -> None:
     card = _render("session_logged", "typical")
-    texts = _texts(card)
+    texts = card_texts(card)
     assert texts[0] == "Logged, thank you!"
     assert "Your session on Mon 13 June 2022" in texts
     assert "Benefits team · 6 people took part · format rated 4 – very good" in texts
     assert "Paperwork, Duplicate data entry; phone queues" in texts
     for change in ("Scan forms at the counter", "Call-back slots on Mondays"):
         assert change in texts
-    inputs = _inputs(card)
+    inputs = card_inputs(card)
     assert {key: node["type"] for key, node in inputs.items()} == {
         "owner_11": "Input.Text",
         "due_11": "Input.Date",
@@ -928,9 +901,9 @@ def test_session_logged_keeps_what_was_typed_and_shows_reasons() -> None:
 
 def test_session_logged_without_changes_says_so() -> None:
     card = _render("session_logged", "empty")
-    assert "No changes were listed, so there are no follow-up actions." in _texts(card)
-    assert _inputs(card) == {}
-    assert _buttons(card) == [("My actions", {"command": "my actions"})]
+    assert "No changes were listed, so there are no follow-up actions." in card_texts(card)
+    assert card_inputs(card) == {}
+    assert card_buttons(card) == [("My actions", {"command": "my actions"})]
 
 
 # --- my sessions -----------------------------------------------------------------------------
@@ -938,7 +911,7 @@ def test_session_logged_without_changes_says_so() -> None:
 
 def test_my_sessions_buttons_by_state() -> None:
     card = _render("my_sessions", "typical")
-    assert _buttons(card) == [
+    assert card_buttons(card) == [
         ("Log it", {"action": "mir_log", "session": 2}),
         ("Reschedule", {"action": "mir_reschedule", "session": 2}),
         ("Cancel", {"action": "mir_cancel_session", "session": 2}),
@@ -949,7 +922,7 @@ def test_my_sessions_buttons_by_state() -> None:
         ("Schedule a session", {"command": "schedule session"}),
         ("Log a session", {"command": "log session"}),
     ]
-    texts = _texts(card)
+    texts = card_texts(card)
     assert texts[0] == "Scheduled for Tue 21 June 2022 at 10:00."
     assert texts.index("Awaiting your log") < texts.index("In the diary") < texts.index("Held")
     assert "Fri 10 June 2022 at 10:00" in texts
@@ -961,8 +934,8 @@ def test_my_sessions_buttons_by_state() -> None:
 def test_my_sessions_when_there_are_none() -> None:
     for state in ("empty", "errors"):
         card = _render("my_sessions", state)
-        assert any(text.startswith("You have no sessions yet.") for text in _texts(card))
-        assert [data for _, data in _buttons(card)] == [
+        assert any(text.startswith("You have no sessions yet.") for text in card_texts(card))
+        assert [data for _, data in card_buttons(card)] == [
             {"command": "schedule session"},
             {"command": "log session"},
         ]
@@ -970,7 +943,7 @@ def test_my_sessions_when_there_are_none() -> None:
 
 def test_my_sessions_caps_each_part() -> None:
     card = _render("my_sessions", "huge")
-    texts = _texts(card)
+    texts = card_texts(card)
     sessions = MATRIX["my_sessions"]["huge"]["sessions"]
     held = sum(s.status == "held" for s in sessions)
     awaiting = sum(s.status == "scheduled" and s.session_date < TODAY for s in sessions)
@@ -979,7 +952,7 @@ def test_my_sessions_caps_each_part() -> None:
     assert f"…and {held - 10} more sessions held not shown here." in texts
     assert f"…and {awaiting - 10} more sessions awaiting a log not shown here." in texts
     assert f"…and {diary - 10} more sessions in the diary not shown here." in texts
-    assert sum(title == "Log it" for title, _ in _buttons(card)) == 10
+    assert sum(title == "Log it" for title, _ in card_buttons(card)) == 10
 
 
 # --- my actions ------------------------------------------------------------------------------
@@ -987,7 +960,7 @@ def test_my_sessions_caps_each_part() -> None:
 
 def test_my_actions_lists_open_actions_overdue_first_with_their_buttons() -> None:
     card = _render("my_actions", "typical")
-    texts = _texts(card)
+    texts = card_texts(card)
     assert texts[:2] == [
         "My actions",
         "3 open actions, 1 overdue. These are the changes your teams agreed in your sessions.",
@@ -999,7 +972,7 @@ def test_my_actions_lists_open_actions_overdue_first_with_their_buttons() -> Non
         texts
     )
     assert not any(text in texts for text in (DONE.text, DROPPED.text))
-    assert _buttons(card) == [
+    assert card_buttons(card) == [
         ("In progress", {"action": "mir_action_status", "id": 11, "status": "in_progress"}),
         ("Done", {"action": "mir_action_status", "id": 11, "status": "done"}),
         ("Drop action", {"action": "mir_action_status", "id": 11, "status": "dropped"}),
@@ -1059,7 +1032,7 @@ def test_drop_and_change_due_date_open_small_forms() -> None:
 def test_my_actions_reasons_show_on_the_action_and_in_its_form() -> None:
     context = MATRIX["my_actions"]["errors"]
     card = render_card("my_actions", **context)
-    texts = _texts(card)
+    texts = card_texts(card)
     assert texts[0] == "2 answers need another look: see the notes in red below."
     for reason in context["errors"].values():
         assert texts.count(reason) == 2, "under the action, and under the input in its form"
@@ -1069,19 +1042,19 @@ def test_my_actions_reasons_show_on_the_action_and_in_its_form() -> None:
 
 def test_my_actions_when_there_are_none() -> None:
     card = _render("my_actions", "empty")
-    assert "You have no open actions." in " ".join(_texts(card))
+    assert "You have no open actions." in " ".join(card_texts(card))
     assert _show_cards(card) == []
     only_closed = _render("my_actions", "empty", actions=[DONE, DROPPED])
-    assert any(t.startswith("You have no open actions.") for t in _texts(only_closed))
+    assert any(t.startswith("You have no open actions.") for t in card_texts(only_closed))
 
 
 def test_my_actions_caps_the_list_and_keeps_the_most_pressing() -> None:
     card = _render("my_actions", "huge")
-    assert sum(title == "Done" for title, _ in _buttons(card)) == 10
-    assert "…and 390 more open actions not shown here." in _texts(card)
-    marks = [t for t in _texts(card) if t.startswith("Overdue")]
+    assert sum(title == "Done" for title, _ in card_buttons(card)) == 10
+    assert "…and 390 more open actions not shown here." in card_texts(card)
+    marks = [t for t in card_texts(card) if t.startswith("Overdue")]
     assert len(marks) == 10, "200 are overdue: those come first"
-    assert _size(card) < MAX_CARD_BYTES
+    assert card_size(card) < MAX_CARD_BYTES
 
 
 # --- a Change Leader's view ------------------------------------------------------------------
@@ -1089,7 +1062,7 @@ def test_my_actions_caps_the_list_and_keeps_the_most_pressing() -> None:
 
 def test_change_makers_shows_each_and_nudges_only_the_reachable() -> None:
     card = _render("change_makers", "typical")
-    texts = _texts(card)
+    texts = card_texts(card)
     assert texts[:4] == [
         "Nudge sent to Bea Morgan.",
         "Your Change Makers",
@@ -1102,7 +1075,7 @@ def test_change_makers_shows_each_and_nudges_only_the_reachable() -> None:
     assert "No session in the diary" in texts
     assert "Nothing scheduled" in texts
     assert "Can't be reached yet: they haven't opened the app in Teams." in texts
-    assert _buttons(card) == [
+    assert card_buttons(card) == [
         ("Nudge", {"action": "mir_nudge", "person": 21}),
         ("Nudge", {"action": "mir_nudge", "person": 22}),
     ]
@@ -1111,14 +1084,14 @@ def test_change_makers_shows_each_and_nudges_only_the_reachable() -> None:
 
 def test_change_makers_when_there_are_none() -> None:
     card = _render("change_makers", "empty")
-    assert any(t.startswith("No Change Makers are assigned to you yet.") for t in _texts(card))
-    assert _buttons(card) == []
+    assert any(t.startswith("No Change Makers are assigned to you yet.") for t in card_texts(card))
+    assert card_buttons(card) == []
 
 
 def test_change_makers_caps_the_list() -> None:
     card = _render("change_makers", "huge")
-    assert "…and 470 more Change Makers not shown here." in _texts(card)
-    nudged = [data["person"] for title, data in _buttons(card) if title == "Nudge"]
+    assert "…and 470 more Change Makers not shown here." in card_texts(card)
+    nudged = [data["person"] for title, data in card_buttons(card) if title == "Nudge"]
     assert nudged == [1000 + i for i in range(30) if i % 3 != 0]
 
 
@@ -1140,7 +1113,7 @@ def test_mir_stats_shows_the_programme_then_each_area() -> None:
         ("Format rating", "4.2 out of 5 (4 ratings)"),
         ("Top themes", "Paperwork (5), Phone queues (3), Duplicate data entry (2)"),
     ]
-    texts = _texts(card)
+    texts = card_texts(card)
     assert "Nothing scheduled: Cal Davies, Dee Evans" in texts
     assert "Latest feedback on the format" in texts
     assert "Mon 13 June 2022 · Benefits team · rated 4 – very good" in texts
@@ -1162,7 +1135,7 @@ def test_mir_stats_shows_the_programme_then_each_area() -> None:
         "Can't be reached yet (they haven't opened the app in Teams, so reminders can't reach "
         "them): Cal Davies"
     )
-    assert _submits(card) == []
+    assert card_submits(card) == []
 
 
 def test_mir_stats_before_anything_happened() -> None:
@@ -1175,13 +1148,13 @@ def test_mir_stats_before_anything_happened() -> None:
     }
     assert facts["Format rating"] == "No ratings yet"
     assert facts["Top themes"] == "None yet"
-    assert "By service area" not in _texts(card)
-    assert not any(t.startswith("Can't be reached") for t in _texts(card))
+    assert "By service area" not in card_texts(card)
+    assert not any(t.startswith("Can't be reached") for t in card_texts(card))
 
 
 def test_mir_stats_caps_names_areas_and_long_text() -> None:
     card = _render("mir_stats", "huge")
-    texts = _texts(card)
+    texts = card_texts(card)
     assert texts.count("…and 28 more service areas not shown here.") == 1
     assert any(t.endswith(f"{NAME} 29 and 270 more") for t in texts), "programme: 30 names"
     assert any(t.endswith(f"{NAME} 7 and 292 more") for t in texts), "areas: 8 names"
@@ -1193,7 +1166,7 @@ def test_mir_stats_caps_names_areas_and_long_text() -> None:
 
 def test_reminder_log_session() -> None:
     card = _render("reminder_log_session", "typical")
-    assert _texts(card)[:2] == [
+    assert card_texts(card)[:2] == [
         "How did your session go?",
         "Hi Ahmed Khan, your Making It Real session with Customer Service Centre was on "
         "Fri 10 June 2022 at 10:00.",
@@ -1207,10 +1180,10 @@ def test_reminder_log_session() -> None:
 
 def test_reminder_nothing_scheduled() -> None:
     card = _render("reminder_nothing_scheduled", "typical")
-    assert any(t.startswith("Hi Cal Davies, you don't have") for t in _texts(card))
+    assert any(t.startswith("Hi Cal Davies, you don't have") for t in card_texts(card))
     assert "Type **stop reminders** to turn reminders off" in card_text(card)
     assert find_action(card, "Schedule a session")["data"] == {"command": "schedule session"}
-    assert _buttons(card) == [
+    assert card_buttons(card) == [
         ("Schedule a session", {"command": "schedule session"}),
         ("Log a session", {"command": "log session"}),
     ]
@@ -1218,7 +1191,7 @@ def test_reminder_nothing_scheduled() -> None:
 
 def test_reminder_overdue_actions() -> None:
     card = _render("reminder_overdue_actions", "errors")
-    texts = _texts(card)
+    texts = card_texts(card)
     assert (
         "Hi Bea Morgan, these 2 follow-up actions from your Making It Real sessions are past "
         "the due date:"
@@ -1227,11 +1200,11 @@ def test_reminder_overdue_actions() -> None:
     assert "Was due Wed 1 June 2022 · from your session with Benefits team on Mon 13 June 2022" in (
         texts
     )
-    assert _buttons(card) == [("My actions", {"command": "my actions"})]
-    one = _texts(_render("reminder_overdue_actions", "typical"))
+    assert card_buttons(card) == [("My actions", {"command": "my actions"})]
+    one = card_texts(_render("reminder_overdue_actions", "typical"))
     assert any("this follow-up action" in t and "is past the due date" in t for t in one)
     many = _render("reminder_overdue_actions", "huge")
-    assert "…and 285 more overdue actions not shown here." in _texts(many)
+    assert "…and 285 more overdue actions not shown here." in card_texts(many)
 
 
 def test_nudge() -> None:
@@ -1239,8 +1212,8 @@ def test_nudge() -> None:
     assert (
         "Hi Cal Davies, Lena Leader is checking in on your Making It Real "
         "session. Is it in the diary?"
-    ) in _texts(card)
-    assert _buttons(card) == [
+    ) in card_texts(card)
+    assert card_buttons(card) == [
         ("Schedule a session", {"command": "schedule session"}),
         ("My sessions", {"command": "my sessions"}),
     ]
