@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -19,7 +20,8 @@ from botbuilder.integration.aiohttp import (
 from botbuilder.schema import Activity
 from botframework.connector.auth import ServiceClientCredentialsFactory
 from msrest.serialization import Model
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.background import OutboxLoop, morning_reminders_forever, running
 from bot.config import Settings, botframework_config
@@ -27,6 +29,7 @@ from bot.handler import OurCambridgeBot
 from bot.proactive import OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
 from bot.state_storage import SqlStorage
+from dialogs.ideas import record_triage_post
 from storage import activities
 from storage.db import create_engine, is_unavailable, ping, session_factory, transaction
 from storage.models import utcnow
@@ -56,7 +59,7 @@ def create_app(
     sessions = session_factory(engine)
     conversation_state = ConversationState(SqlStorage(sessions))
     adapter = build_adapter(settings, credentials_factory=credentials_factory)
-    worker = OutboxWorker(adapter=adapter, app_id=settings.microsoft_app_id, sessions=sessions)
+    worker = build_worker(settings, adapter, sessions)
     outbox_loop = OutboxLoop(worker)
     bot = OurCambridgeBot(
         settings=settings,
@@ -85,6 +88,18 @@ def create_app(
     app.cleanup_ctx.append(_prune_processed_activities)
     app.cleanup_ctx.append(_background_work)
     return app
+
+
+def build_worker(
+    settings: Settings, adapter: CloudAdapter, sessions: async_sessionmaker[AsyncSession]
+) -> OutboxWorker:
+    """The outbox's delivery worker (the app and `ourcambridge reminders run` use it)."""
+    return OutboxWorker(
+        adapter=adapter,
+        app_id=settings.microsoft_app_id,
+        sessions=sessions,
+        on_sent=functools.partial(record_triage_post, sessions),
+    )
 
 
 def build_adapter(

@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     roster_import.add_argument("file", type=Path, metavar="FILE", help="the roster CSV file")
 
+    ideas_parser = commands.add_parser("ideas", help="small improvement ideas")
+    ideas_commands = ideas_parser.add_subparsers(
+        dest="ideas_command", required=True, metavar="IDEAS_COMMAND"
+    )
+    export = ideas_commands.add_parser(
+        "export",
+        help="write every idea with its history as CSV or XLSX",
+        description=(
+            "Write every idea with its status history. Anonymous ideas have a blank "
+            "submitter. CSV goes to standard output unless --output is given; XLSX needs "
+            "--output."
+        ),
+    )
+    export.add_argument("--format", choices=("csv", "xlsx"), default="csv")
+    export.add_argument("--output", type=Path, metavar="FILE", help="the file to write")
+
     reminders = commands.add_parser(
         "reminders", help="Making It Real reminders (the bot also runs them every morning)"
     )
@@ -123,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_seed(settings))
     if args.command == "roster":
         return asyncio.run(_import_roster(settings, args.file))
+    if args.command == "ideas":
+        if args.format == "xlsx" and args.output is None:
+            sys.stderr.write("ourcambridge: --format xlsx needs --output FILE\n")
+            return 2
+        return asyncio.run(_export_ideas(settings, args.format, args.output))
     if args.command == "reminders":
         return asyncio.run(_run_reminders(settings, args.date))
     return 2
@@ -193,17 +214,36 @@ async def _import_roster(settings: Settings, path: Path) -> int:
     return 0
 
 
+async def _export_ideas(settings: Settings, file_format: str, output: Path | None) -> int:
+    from storage import ideas, ideas_export
+    from storage.db import create_engine, session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            rows = await ideas.export_rows(session)
+    finally:
+        await engine.dispose()
+    if file_format == "xlsx":
+        assert output is not None
+        ideas_export.write_xlsx(rows, output)
+    elif output is None:
+        ideas_export.write_csv(rows, sys.stdout)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            ideas_export.write_csv(rows, stream)
+    logger.info("Exported %d ideas", len(rows))
+    return 0
+
+
 async def _run_reminders(settings: Settings, day: date | None) -> int:
-    from bot.app import build_adapter
-    from bot.proactive import OutboxWorker
+    from bot.app import build_adapter, build_worker
     from bot.reminders import run_reminders
     from storage.db import create_engine, session_factory
 
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    worker = OutboxWorker(
-        adapter=build_adapter(settings), app_id=settings.microsoft_app_id, sessions=sessions
-    )
+    worker = build_worker(settings, build_adapter(settings), sessions)
     try:
         today = day or datetime.now(settings.zone).date()
         run = await run_reminders(sessions, worker, today=today)  # logs the summary

@@ -31,10 +31,14 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "mir stats": ("mir stats", "mir", "making it real", "mir statistics"),
     "stop reminders": ("stop reminders", "reminders off"),
     "start reminders": ("start reminders", "reminders on"),
+    "idea": ("idea", "submit idea", "submit an idea", "new idea"),
+    "my ideas": ("my ideas",),
+    "ideas": ("ideas", "list ideas", "all ideas"),
+    "set triage channel": ("set triage channel",),
     "cancel": ("cancel", "stop", "quit"),
 }
 
-TAKES_ARGUMENT = ("status", "projects")
+TAKES_ARGUMENT = ("status", "projects", "ideas")
 
 # Buttons offered when nothing matched: (command, button title).
 SUGGESTIONS: dict[str, tuple[str, str]] = {
@@ -46,6 +50,8 @@ SUGGESTIONS: dict[str, tuple[str, str]] = {
     "log session": ("log session", "Log a session"),
     "my actions": ("my actions", "My actions"),
     "my sessions": ("my sessions", "My sessions"),
+    "idea": ("idea", "Submit an idea"),
+    "my ideas": ("my ideas", "My ideas"),
 }
 
 

@@ -18,7 +18,14 @@ from botbuilder.core import (
 )
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.dialogs import DialogContext, DialogSet, DialogTurnStatus
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ThumbnailCard
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    AdaptiveCardInvokeResponse,
+    AdaptiveCardInvokeValue,
+    ChannelAccount,
+    ThumbnailCard,
+)
 from botbuilder.schema.teams import (
     MessagingExtensionAttachment,
     MessagingExtensionQuery,
@@ -32,10 +39,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.commands import Command, closest_commands, parse
 from bot.config import Settings
-from bot.teams_people import identify_caller, send_privately, teams_tenant_id
+from bot.teams_people import (
+    identify_caller,
+    remember_channel,
+    send_privately,
+    teams_tenant_id,
+)
 from cards import render_card
+from dialogs import ideas as ideas_dialogs
 from dialogs import making_it_real
 from dialogs.common import Caller, is_personal_chat, send_card, submitted_values
+from dialogs.ideas import Ideas
 from dialogs.making_it_real import MakingItReal, MirTexts
 from dialogs.post_update import CANCEL, SUBMIT, PostUpdateDialog
 from dialogs.project_status import ProjectStatusDialog, show_project_status
@@ -73,6 +87,12 @@ class OurCambridgeBot(TeamsActivityHandler):
         self._sessions = sessions
         self._conversation_state = conversation_state
         self._adapter = adapter
+        self._ideas = Ideas(
+            sessions=sessions,
+            today=self._today,
+            outbox_changed=outbox_changed,
+            remember_channel=lambda context: remember_channel(context, sessions=sessions),
+        )
         self._mir = MakingItReal(
             sessions=sessions,
             today=self._today,
@@ -166,6 +186,9 @@ class OurCambridgeBot(TeamsActivityHandler):
             if values["action"] in making_it_real.ACTIONS and caller is not None:
                 await self._mir.on_action(turn_context, caller, values)
                 return
+            if values["action"] in ideas_dialogs.ACTIONS and caller is not None:
+                await self._ideas.on_action(turn_context, caller, values)
+                return
             await self._on_card_action(dialog_context, values)
             return
         text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
@@ -220,6 +243,10 @@ class OurCambridgeBot(TeamsActivityHandler):
             caller = turn_context.turn_state.get(CALLER)
             if isinstance(caller, Caller):
                 await self._mir.on_command(turn_context, caller, command.name)
+        elif command.name in ideas_dialogs.COMMANDS:
+            caller = turn_context.turn_state.get(CALLER)
+            if isinstance(caller, Caller):
+                await self._ideas.on_command(turn_context, caller, command.name, command.argument)
         elif not command.text:
             await send_card(turn_context, "help", is_admin=is_admin, in_channel=False)
         else:
@@ -402,6 +429,20 @@ class OurCambridgeBot(TeamsActivityHandler):
             compose_extension=MessagingExtensionResult(
                 type="result", attachment_layout="list", attachments=attachments
             )
+        )
+
+    async def on_adaptive_card_invoke(
+        self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
+    ) -> AdaptiveCardInvokeResponse:
+        """Universal Actions (Action.Execute) from the ideas' triage cards."""
+        caller = await self._identify(turn_context)
+        action = invoke_value.action if isinstance(invoke_value.action, dict) else {}
+        verb, data = action.get("verb"), action.get("data")
+        return await self._ideas.on_execute(
+            turn_context,
+            caller,
+            verb if isinstance(verb, str) else "",
+            data if isinstance(data, dict) else {},
         )
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:

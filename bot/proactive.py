@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,10 @@ BATCH = 20
 LEASE = timedelta(minutes=15)
 
 
+# (dedupe key, conversation id, activity id) of a message just sent.
+SentHook = Callable[[str, str, str], Awaitable[None]]
+
+
 @dataclass
 class DeliveryReport:
     sent: int = 0
@@ -55,6 +60,7 @@ class DeliveryReport:
 @dataclass(frozen=True)
 class _Outcome:
     ok: bool
+    activity_id: str | None = None  # the id Teams gave the message sent
     error: str = ""
     status: int | None = None
     retry_after: float | None = None
@@ -67,10 +73,14 @@ class OutboxWorker:
         adapter: BotAdapter,
         app_id: str,
         sessions: async_sessionmaker[AsyncSession],
+        on_sent: SentHook | None = None,
     ) -> None:
         self._adapter = adapter
         self._app_id = app_id
         self._sessions = sessions
+        # Told of each message sent, e.g. to remember where a card was posted so that it can
+        # be updated in place.
+        self._on_sent = on_sent
 
     async def deliver_due(
         self, *, limit: int = BATCH, now: datetime | None = None
@@ -109,6 +119,13 @@ class OutboxWorker:
                 )
             if outcome.ok:
                 report.sent += 1
+                if self._on_sent is not None and outcome.activity_id:
+                    try:
+                        await self._on_sent(
+                            delivery.dedupe_key, delivery.conversation_id, outcome.activity_id
+                        )
+                    except Exception:
+                        logger.warning("Recording a sent message failed", exc_info=True)
             elif retry_at is None:
                 report.failed += 1
                 logger.warning(
@@ -135,11 +152,11 @@ class OutboxWorker:
             # Errors are caught here: raised, they would go to the adapter's on_turn_error,
             # which answers a person's message, and be swallowed (PLATFORM-NOTES).
             try:
-                await turn_context.send_activity(activity)
+                response = await turn_context.send_activity(activity)
             except Exception as error:  # the connector's errors come in many types
                 result.append(_failure(error))
             else:
-                result.append(_Outcome(ok=True))
+                result.append(_Outcome(ok=True, activity_id=response.id if response else None))
 
         try:
             async with asyncio.timeout(SEND_TIMEOUT_SECONDS):

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.proactive import DeliveryReport, OutboxWorker
 from dialogs.common import card_message
-from storage import outbox, people, reminders
+from storage import ideas, outbox, people, reminders
 from storage.db import transaction
 from storage.models import utcnow
 
@@ -69,11 +69,32 @@ async def queue_reminders(
     return run
 
 
+async def queue_stale_ideas(sessions: async_sessionmaker[AsyncSession], *, today: date) -> bool:
+    """Once a week, call out in the triage channel the ideas left in "new" for more than five
+    working days. Called every morning: the key per ISO week makes the first call of the week
+    the one that counts. True if a call-out was queued."""
+    year, week, _ = today.isocalendar()
+    async with transaction(sessions) as session:
+        channel = await ideas.get_triage_channel(session)
+        stale = await ideas.stale_new_ideas(session, today=today)
+        if channel is None or not stale:
+            return False
+        return await outbox.enqueue(
+            session,
+            dedupe_key=f"ideas-stale:{year}-W{week:02d}",
+            conversation_id=channel,
+            payload=card_message("ideas_stale", ideas=stale).serialize(),
+            now=utcnow(),
+        )
+
+
 async def run_reminders(
     sessions: async_sessionmaker[AsyncSession], worker: OutboxWorker, *, today: date
 ) -> ReminderRun:
-    """Queue today's reminders and send what is due, until nothing is left to send now."""
+    """Queue today's reminders (and the week's call-out of ideas waiting for triage) and send
+    what is due, until nothing is left to send now."""
     run = await queue_reminders(sessions, today=today)
+    await queue_stale_ideas(sessions, today=today)
     while True:
         report = await worker.deliver_due()
         run.delivery.sent += report.sent

@@ -180,3 +180,38 @@ async def _open_private_chat(
     await adapter.create_conversation(
         app_id, remember_then_send, parameters, incoming.channel_id, incoming.service_url
     )
+
+
+async def remember_channel(
+    turn_context: TurnContext, *, sessions: async_sessionmaker[AsyncSession]
+) -> str:
+    """Store a reference to the channel itself (not the thread this message is in) and
+    return its id: posting there starts a new thread, as a triage card should."""
+    activity = turn_context.activity
+    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    channel: dict[str, Any] = channel_data.get("channel") or {}
+    team: dict[str, Any] = channel_data.get("team") or {}
+    if not isinstance(channel, dict) or not isinstance(team, dict):
+        channel, team = {}, {}
+    # A channel message's conversation id is "<channel id>;messageid=<thread>".
+    channel_id = channel.get("id") or activity.conversation.id.split(";")[0]
+    reference = TurnContext.get_conversation_reference(activity)
+    reference.conversation = ConversationAccount(
+        id=channel_id,
+        conversation_type="channel",
+        is_group=True,
+        tenant_id=teams_tenant_id(activity),
+    )
+    reference.activity_id = None
+    async with transaction(sessions) as session:
+        await people.save_conversation_reference(
+            session,
+            conversation_id=channel_id,
+            conversation_type="channel",
+            tenant_id=teams_tenant_id(activity),
+            service_url=activity.service_url,
+            reference=reference.serialize(),
+            team_id=team.get("id"),
+            channel_id=channel_id,
+        )
+    return str(channel_id)

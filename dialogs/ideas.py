@@ -1,0 +1,401 @@
+"""Small improvements in Teams: anyone submits an idea, supports a colleague's, follows their
+own; the transformation team triages them on a card in their channel; everyone involved
+hears back at each step.
+
+Like Making It Real, the forms are stateless (the card carries a one-off form id and what it
+is about) and every press is checked again on the server, including who may act.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import date
+from typing import Any
+
+from botbuilder.core import CardFactory, TurnContext
+from botbuilder.schema import AdaptiveCardInvokeResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from cards import render_card
+from dialogs.common import Caller, card_message, is_personal_chat
+from storage import ideas, outbox, programme
+from storage.db import transaction
+from storage.models import utcnow
+from storage.views import IdeaView
+
+logger = logging.getLogger(__name__)
+
+SUBMIT = "idea_submit"
+CANCEL = "idea_cancel"
+SUPPORT = "idea_support"
+ACTIONS = frozenset({SUBMIT, CANCEL, SUPPORT})
+COMMANDS = frozenset({"idea", "my ideas", "ideas", "set triage channel"})
+STATUS_VERB = "idea_status"
+REFRESH_VERB = "idea_refresh"
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+
+# Keys of outbox messages; the worker reports the triage post's activity id back (bot/app.py).
+TRIAGE_POST_KEY = "idea-triage:"
+
+
+async def record_triage_post(
+    sessions: async_sessionmaker[AsyncSession],
+    dedupe_key: str,
+    conversation_id: str,
+    activity_id: str,
+) -> None:
+    """After the outbox posted a triage card: remember where, to update it in place later."""
+    if not dedupe_key.startswith(TRIAGE_POST_KEY):
+        return
+    idea_id = int(dedupe_key.removeprefix(TRIAGE_POST_KEY))
+    async with transaction(sessions) as session:
+        await ideas.record_triage_post(
+            session, idea_id=idea_id, conversation_id=conversation_id, activity_id=activity_id
+        )
+
+
+class Ideas:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        today: Callable[[], date],
+        outbox_changed: Callable[[], None],
+        remember_channel: Callable[[TurnContext], Awaitable[str]],
+    ) -> None:
+        self._sessions = sessions
+        self._today = today
+        self._outbox_changed = outbox_changed
+        self._remember_channel = remember_channel
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def on_command(
+        self, turn_context: TurnContext, caller: Caller, name: str, argument: str
+    ) -> None:
+        if name == "idea":
+            # "idea scan forms at the counter": the words typed start the title.
+            await self._send_form(turn_context, values={"title": argument[:120]}, errors={})
+        elif name == "my ideas":
+            await self._my_ideas(turn_context, caller, notice=None)
+        elif name == "ideas":
+            await self._list(turn_context, caller, argument)
+        elif name == "set triage channel":
+            await self._set_triage_channel(turn_context, caller)
+
+    async def on_action(
+        self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
+    ) -> None:
+        action = values["action"]
+        if action == CANCEL:
+            await turn_context.send_activity("OK, your idea was not submitted.")
+        elif action == SUBMIT:
+            await self._on_submit(turn_context, caller, values)
+        elif action == SUPPORT:
+            await self._on_support(turn_context, caller, values.get("idea"))
+
+    # --- submitting -----------------------------------------------------------------------
+
+    async def _send_form(
+        self,
+        turn_context: TurnContext,
+        *,
+        values: Mapping[str, str],
+        errors: Mapping[str, str],
+        form_id: str | None = None,
+    ) -> None:
+        async with self._sessions() as session:
+            principles = await programme.design_principles(session)
+        await turn_context.send_activity(
+            card_message(
+                "idea_form",
+                values={**_EMPTY_FORM, **values},
+                errors=dict(errors),
+                form_id=form_id or programme.new_form_id(),
+                service_areas=ideas.SERVICE_AREAS,
+                # The principles are numbered 1..7 in the document's order.
+                principles=list(enumerate(principles, start=1)),
+            )
+        )
+
+    async def _on_submit(
+        self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
+    ) -> None:
+        form_id = _form_id(values)
+        async with self._sessions() as session:
+            principles = await programme.design_principles(session)
+        submission, entries, errors = ideas.check_idea_form(
+            values, principle_numbers=range(1, len(principles) + 1)
+        )
+        if submission is None:
+            await self._send_form(turn_context, values=entries, errors=errors, form_id=form_id)
+            return
+        if values.get("confirmed") is not True:
+            async with self._sessions() as session:
+                similar = await ideas.similar_open_ideas(session, submission=submission)
+            if similar:
+                await turn_context.send_activity(
+                    card_message("idea_similar", similar=similar, form_id=form_id, values=entries)
+                )
+                return
+        try:
+            async with transaction(self._sessions) as session:
+                idea, created = await ideas.submit_idea(
+                    session, submitter_id=caller.person_id, submission=submission, form_id=form_id
+                )
+                if created:
+                    await self._queue_triage_post(session, idea)
+        except IntegrityError:
+            # The same form stored by a concurrent turn (a double press on two replicas).
+            await self._my_ideas(turn_context, caller, notice="That idea was already submitted.")
+            return
+        if created:
+            logger.info("Idea %s submitted", idea.reference)
+            self._outbox_changed()
+        await turn_context.send_activity(card_message("idea_submitted", idea=idea))
+
+    async def _queue_triage_post(self, session: AsyncSession, idea: IdeaView) -> None:
+        channel = await ideas.get_triage_channel(session)
+        if channel is None:
+            logger.warning("No triage channel is set: idea %s waits in `ideas`", idea.reference)
+            return
+        await outbox.enqueue(
+            session,
+            dedupe_key=f"{TRIAGE_POST_KEY}{idea.id}",
+            conversation_id=channel,
+            payload=card_message(
+                "idea_triage", idea=idea, changed_by=None, notice=None
+            ).serialize(),
+            now=utcnow(),
+        )
+
+    # --- supporting and following ---------------------------------------------------------
+
+    async def _on_support(self, turn_context: TurnContext, caller: Caller, idea_id: object) -> None:
+        number = ideas.parse_reference(idea_id) if isinstance(idea_id, str) else idea_id
+        if not isinstance(number, int) or isinstance(number, bool):
+            await turn_context.send_activity(_NO_SUCH_IDEA)
+            return
+        try:
+            async with transaction(self._sessions) as session:
+                idea, outcome = await ideas.support_idea(
+                    session, idea_id=number, person_id=caller.person_id
+                )
+        except ideas.IdeaNotFound:
+            await turn_context.send_activity(_NO_SUCH_IDEA)
+            return
+        text = {
+            "supported": f'Thanks: you now support {idea.reference}, "{idea.title}". You\'ll hear '
+            "when its status changes.",
+            "already": f"You already support {idea.reference}.",
+            "own": f"{idea.reference} is your own idea, so you can't support it.",
+        }[outcome]
+        await turn_context.send_activity(text)
+
+    async def _my_ideas(
+        self, turn_context: TurnContext, caller: Caller, *, notice: str | None
+    ) -> None:
+        async with self._sessions() as session:
+            mine = await ideas.my_ideas(session, submitter_id=caller.person_id)
+        await self._private(turn_context, card_message("my_ideas", ideas=mine, notice=notice))
+
+    async def _list(self, turn_context: TurnContext, caller: Caller, argument: str) -> None:
+        if not caller.is_admin:
+            await turn_context.send_activity(
+                "**ideas** lists everyone's ideas for the transformation team. Type "
+                "**my ideas** to see yours, or **idea** to submit one."
+            )
+            return
+        try:
+            filters, title = ideas.parse_ideas_filter(argument)
+        except ValueError as error:
+            await turn_context.send_activity(str(error))
+            return
+        async with self._sessions() as session:
+            found = await ideas.list_ideas(session, **filters)  # type: ignore[arg-type]
+        await self._private(
+            turn_context, card_message("ideas_list", ideas=found, title=title, notice=None)
+        )
+
+    async def _set_triage_channel(self, turn_context: TurnContext, caller: Caller) -> None:
+        conversation = turn_context.activity.conversation
+        if not caller.is_admin:
+            logger.warning("Refused set triage channel from someone not on the team")
+            await turn_context.send_activity(
+                "Only the transformation team can choose the triage channel."
+            )
+            return
+        if conversation is None or conversation.conversation_type != "channel":
+            await turn_context.send_activity(
+                "Do this in the channel you want: @mention me there with **set triage channel**."
+            )
+            return
+        channel_id = await self._remember_channel(turn_context)
+        async with transaction(self._sessions) as session:
+            await ideas.set_triage_channel(
+                session, conversation_id=channel_id, set_by=caller.person_id
+            )
+        logger.info("Triage channel set")
+        await turn_context.send_activity(
+            "This channel is now the triage channel: each new idea will be posted here with "
+            "buttons to move it on."
+        )
+
+    # --- triage in the channel (Universal Actions) -------------------------------------------
+
+    async def on_execute(
+        self, turn_context: TurnContext, caller: Caller | None, verb: str, data: Mapping[str, Any]
+    ) -> AdaptiveCardInvokeResponse:
+        """An Action.Execute from a triage card: the answer replaces the card for the person
+        who pressed it; a change is also written into the posted card for everyone."""
+        idea_id = _int(data.get("idea"))
+        if verb == REFRESH_VERB:
+            return await self._current_card(idea_id)
+        if verb != STATUS_VERB:
+            return _refused(None, "That button belongs to an older version of this card.")
+        if caller is None or not caller.is_admin:
+            logger.warning("Refused an idea status change from someone not on the team")
+            async with self._sessions() as session:
+                idea = await _maybe_idea(session, idea_id)
+            return _refused(
+                idea, "Only the transformation team can change an idea's status. Nothing changed."
+            )
+        status = data.get("status")
+        try:
+            async with transaction(self._sessions) as session:
+                idea = await ideas.change_status(
+                    session,
+                    idea_id=idea_id or 0,
+                    to_status=status if isinstance(status, str) else "",
+                    actor_id=caller.person_id,
+                    reason=_text(data.get("reason")),
+                    duplicate_of=_text(data.get("duplicate_of")),
+                )
+                await self._queue_status_messages(session, idea)
+        except ideas.IdeaNotFound:
+            logger.warning("Refused a status change of an idea that does not exist")
+            return _refused(None, "I can't find that idea, so nothing changed.")
+        except ideas.IllegalTransition as refusal:
+            logger.warning("Refused an idea status change: %s", refusal)
+            async with self._sessions() as session:
+                current = await _maybe_idea(session, idea_id)
+            return _refused(current, f"{refusal} Nothing changed.")
+        logger.info("Idea %s moved to %s", idea.reference, idea.status)
+        self._outbox_changed()
+        # Who made the change as the view tells it: nobody is named on their own anonymous idea.
+        card = render_card("idea_triage", idea=idea, changed_by=idea.last_changed_by, notice=None)
+        await self._update_posted_card(turn_context, idea, card)
+        return _card_response(card)
+
+    async def _current_card(self, idea_id: int | None) -> AdaptiveCardInvokeResponse:
+        async with self._sessions() as session:
+            idea = await _maybe_idea(session, idea_id)
+        if idea is None:
+            return _refused(None, "I can't find that idea.")
+        return _card_response(
+            render_card("idea_triage", idea=idea, changed_by=idea.last_changed_by, notice=None)
+        )
+
+    async def _update_posted_card(
+        self, turn_context: TurnContext, idea: IdeaView, card: dict[str, Any]
+    ) -> None:
+        """Write the new state into the channel's copy, so everyone sees it (not only the
+        person whose invoke response carries it)."""
+        async with self._sessions() as session:
+            post = await ideas.triage_post(session, idea_id=idea.id)
+        if post is None:
+            return
+        conversation_id, activity_id = post
+        # Pressed in the triage channel (its thread's id is "<channel id>;messageid=..."):
+        # the update goes to that post. A press anywhere else leaves the post as it is.
+        if turn_context.activity.conversation.id.split(";")[0] != conversation_id:
+            return
+        update = card_message("idea_triage", idea=idea, changed_by=None, notice=None)
+        update.attachments = [CardFactory.adaptive_card(card)]
+        update.id = activity_id
+        try:
+            await turn_context.update_activity(update)
+        except Exception:
+            logger.warning("Could not update the posted triage card", exc_info=True)
+
+    async def _queue_status_messages(self, session: AsyncSession, idea: IdeaView) -> None:
+        """A 1:1 message to the submitter and every supporter, anonymous submitters too."""
+        submitter_first = await ideas.people_to_notify(session, idea_id=idea.id)
+        for index, person_id in enumerate(submitter_first):
+            conversation_id = await outbox.personal_conversation_id(session, person_id=person_id)
+            if conversation_id is None:
+                continue
+            await outbox.enqueue(
+                session,
+                dedupe_key=f"idea-status:{idea.id}:{idea.status}:{person_id}",
+                conversation_id=conversation_id,
+                payload=card_message(
+                    "idea_status_changed",
+                    idea=idea,
+                    reason=idea.last_reason,
+                    for_submitter=index == 0,
+                ).serialize(),
+                now=utcnow(),
+            )
+
+    async def _private(self, turn_context: TurnContext, activity: Any) -> None:
+        if is_personal_chat(turn_context):
+            await turn_context.send_activity(activity)
+        else:
+            await turn_context.send_activity(
+                "That list is personal: ask me in a 1:1 chat, where only you can see it."
+            )
+
+
+_EMPTY_FORM = {
+    "title": "",
+    "problem": "",
+    "suggestion": "",
+    "service_area": "",
+    "principles": "",
+    "benefits": "",
+    "benefit_other": "",
+    "anonymous": "false",
+}
+_NO_SUCH_IDEA = "I can't find that idea. Type **my ideas** to see yours."
+
+
+async def _maybe_idea(session: AsyncSession, idea_id: int | None) -> IdeaView | None:
+    if idea_id is None:
+        return None
+    try:
+        return await ideas.get_idea(session, idea_id=idea_id)
+    except ideas.IdeaNotFound:
+        return None
+
+
+def _refused(idea: IdeaView | None, message: str) -> AdaptiveCardInvokeResponse:
+    return _card_response(render_card("idea_triage_refused", idea=idea, message=message))
+
+
+def _card_response(card: dict[str, Any]) -> AdaptiveCardInvokeResponse:
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=card)
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return ideas.parse_reference(value)
+    return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _form_id(values: Mapping[str, Any]) -> str:
+    form = values.get("form")
+    return (
+        form if isinstance(form, str) and programme.form_source(form) else programme.new_form_id()
+    )
