@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cards import render_card
 from dialogs.common import Caller, card_message, is_personal_chat
-from storage import ideas, outbox, programme
+from storage import ideas, mir, outbox, programme
 from storage.db import transaction
 from storage.models import utcnow
 from storage.views import IdeaView
@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 SUBMIT = "idea_submit"
 CANCEL = "idea_cancel"
 SUPPORT = "idea_support"
-ACTIONS = frozenset({SUBMIT, CANCEL, SUPPORT})
+FROM_ACTION = "idea_from_action"
+ACTIONS = frozenset({SUBMIT, CANCEL, SUPPORT, FROM_ACTION})
 COMMANDS = frozenset({"idea", "my ideas", "ideas", "set triage channel"})
 STATUS_VERB = "idea_status"
 REFRESH_VERB = "idea_refresh"
@@ -96,6 +97,8 @@ class Ideas:
             await self._on_submit(turn_context, caller, values)
         elif action == SUPPORT:
             await self._on_support(turn_context, caller, values.get("idea"))
+        elif action == FROM_ACTION:
+            await self._from_mir_action(turn_context, caller, _int(values.get("id")))
 
     # --- submitting -----------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class Ideas:
         values: Mapping[str, str],
         errors: Mapping[str, str],
         form_id: str | None = None,
+        mir_action_id: int | None = None,
     ) -> None:
         async with self._sessions() as session:
             principles = await programme.design_principles(session)
@@ -118,33 +122,89 @@ class Ideas:
                 service_areas=ideas.SERVICE_AREAS,
                 # The principles are numbered 1..7 in the document's order.
                 principles=list(enumerate(principles, start=1)),
+                mir_action_id=mir_action_id,
             )
         )
+
+    async def _from_mir_action(
+        self, turn_context: TurnContext, caller: Caller, action_id: int | None
+    ) -> None:
+        """An agreed change from a Making It Real session, offered as an idea: the form comes
+        filled in from it, and the idea stays linked to the action."""
+        try:
+            async with self._sessions() as session:
+                action = await mir.get_action(
+                    session,
+                    action_id=action_id or 0,
+                    change_maker_id=caller.person_id,
+                    today=self._today(),
+                )
+                already = await ideas.ideas_of_actions(session, action_ids=[action.id])
+        except mir.NotAllowed:
+            await turn_context.send_activity(_NOT_YOUR_ACTION)
+            return
+        if action.id in already:
+            await turn_context.send_activity(
+                f"That action was already submitted as {already[action.id]}. "
+                "Type **my ideas** to follow it."
+            )
+            return
+        values = {
+            "title": action.text[:120],
+            "problem": f"Agreed at a Making It Real session with {action.session_team} on "
+            f"{action.session_date:%-d %B %Y}: {action.text}"[:2000],
+        }
+        await self._send_form(turn_context, values=values, errors={}, mir_action_id=action.id)
 
     async def _on_submit(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
         form_id = _form_id(values)
+        mir_action_id = _int(values.get("mir_action"))
         async with self._sessions() as session:
             principles = await programme.design_principles(session)
+            if mir_action_id is not None:
+                try:  # the link is the caller's own action, or none
+                    await mir.get_action(
+                        session,
+                        action_id=mir_action_id,
+                        change_maker_id=caller.person_id,
+                        today=self._today(),
+                    )
+                except mir.NotAllowed:
+                    await turn_context.send_activity(_NOT_YOUR_ACTION)
+                    return
         submission, entries, errors = ideas.check_idea_form(
             values, principle_numbers=range(1, len(principles) + 1)
         )
         if submission is None:
-            await self._send_form(turn_context, values=entries, errors=errors, form_id=form_id)
+            await self._send_form(
+                turn_context,
+                values=entries,
+                errors=errors,
+                form_id=form_id,
+                mir_action_id=mir_action_id,
+            )
             return
         if values.get("confirmed") is not True:
             async with self._sessions() as session:
                 similar = await ideas.similar_open_ideas(session, submission=submission)
             if similar:
+                carried = entries | (
+                    {"mir_action": str(mir_action_id)} if mir_action_id is not None else {}
+                )
                 await turn_context.send_activity(
-                    card_message("idea_similar", similar=similar, form_id=form_id, values=entries)
+                    card_message("idea_similar", similar=similar, form_id=form_id, values=carried)
                 )
                 return
         try:
             async with transaction(self._sessions) as session:
                 idea, created = await ideas.submit_idea(
-                    session, submitter_id=caller.person_id, submission=submission, form_id=form_id
+                    session,
+                    submitter_id=caller.person_id,
+                    submission=submission,
+                    form_id=form_id,
+                    mir_action_id=mir_action_id,
                 )
                 if created:
                     await self._queue_triage_post(session, idea)
@@ -361,6 +421,7 @@ _EMPTY_FORM = {
     "anonymous": "false",
 }
 _NO_SUCH_IDEA = "I can't find that idea. Type **my ideas** to see yours."
+_NOT_YOUR_ACTION = "I can't find that among your actions, so nothing was changed."
 
 
 async def _maybe_idea(session: AsyncSession, idea_id: int | None) -> IdeaView | None:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dialogs.common import Caller, card_message, is_personal_chat
-from storage import mir, outbox, people, programme
+from storage import ideas, mir, outbox, people, programme
 from storage.db import transaction
 from storage.models import utcnow
 from storage.views import SessionView
@@ -426,10 +426,19 @@ class MakingItReal:
         today = self._today()
         async with self._sessions() as session:
             actions = await mir.my_actions(session, change_maker_id=caller.person_id, today=today)
+            # The ones already submitted as ideas say so (and are not offered again).
+            as_ideas = await ideas.ideas_of_actions(session, action_ids=[a.id for a in actions])
         await self._reply(
             turn_context,
             caller,
-            card_message("my_actions", actions=actions, notice=notice, errors=errors, today=today),
+            card_message(
+                "my_actions",
+                actions=actions,
+                notice=notice,
+                errors=errors,
+                today=today,
+                ideas_by_action=as_ideas,
+            ),
         )
 
     async def _on_action_status(

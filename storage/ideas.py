@@ -841,6 +841,17 @@ EXPORT_COLUMNS = (
 )
 
 
+async def ideas_of_actions(session: AsyncSession, *, action_ids: Collection[int]) -> dict[int, str]:
+    """Making It Real action id -> the reference of the idea it became, for those that did."""
+    wanted = [i for i in action_ids if isinstance(i, int)]
+    if not wanted:
+        return {}
+    rows = await session.exec(
+        select(Idea.mir_action_id, Idea.id).where(col(Idea.mir_action_id).in_(wanted))
+    )
+    return {action_id: reference(idea_id) for action_id, idea_id in rows if action_id and idea_id}
+
+
 async def export_rows(session: AsyncSession) -> list[dict[str, str]]:
     """Every idea, oldest first, as text for a spreadsheet (EXPORT_COLUMNS).
 
@@ -950,6 +961,7 @@ async def _views(session: AsyncSession, ideas: Sequence[Idea]) -> list[IdeaView]
                 last_changed_by=_actor_name(idea, change.actor_id, names) if change else None,
                 duplicate_of=reference(idea.duplicate_of_id) if idea.duplicate_of_id else None,
                 next_statuses=TRANSITIONS[idea.status],
+                from_mir_session=idea.mir_action_id is not None,
             )
         )
     return views

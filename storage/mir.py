@@ -895,6 +895,16 @@ async def _change_maker(session: AsyncSession, person_id: int) -> Person:
     return person
 
 
+async def get_action(
+    session: AsyncSession, *, action_id: int, change_maker_id: int, today: date
+) -> ActionView:
+    """One of the caller's actions (NotAllowed for anyone else's or one that does not exist)."""
+    (action,) = await _own_actions(session, [action_id], change_maker_id)
+    mir_session = await session.get(MirSession, action.session_id)
+    assert mir_session is not None  # the foreign key holds it
+    return action_view(action, mir_session, today=today)
+
+
 async def _own_session(session: AsyncSession, session_id: int, change_maker_id: int) -> MirSession:
     mir_session = await session.get(MirSession, session_id) if 1 <= session_id <= _MAX_ID else None
     if mir_session is None or mir_session.change_maker_id != change_maker_id:

@@ -152,6 +152,7 @@ class IdeaView:
     last_changed_by: str | None  # who made the latest change (an admin), None if nobody yet
     duplicate_of: str | None  # reference of the idea it duplicates
     next_statuses: tuple[str, ...]  # where it can move next (storage.ideas.TRANSITIONS)
+    from_mir_session: bool = False  # it began as a change agreed at a Making It Real session
 
 
 @dataclass(frozen=True)

@@ -469,3 +469,41 @@ async def test_removing_the_app_makes_the_person_unreachable(story: Story) -> No
     after = (await leader.say("my change makers")).card
     assert [n for n in card_nodes(after) if n.get("title") == "Nudge"] == []
     assert (await story.remind(_today())).unreachable, "counted, not silently skipped"
+
+
+async def test_an_agreed_change_becomes_an_idea_with_one_button(story: Story) -> None:
+    bea = story.chat(story.makers[1])
+    form = (await bea.say("log session")).card
+    await bea.press(
+        form,
+        "Log session",
+        date=_today().isoformat(),
+        team="Benefits team",
+        attendees="5",
+        themes="Paperwork",
+        changes="Scan forms at the counter\nOne shared contact log",
+        rating="4",
+    )
+    actions = (await bea.say("my actions")).card
+    offers = [n for n in card_nodes(actions) if n.get("title") == "Make it an idea"]
+    assert len(offers) == 2
+    idea_form = (await bea.submit(offers[0]["data"])).card
+    assert input_values(idea_form)["title"] == "Scan forms at the counter"
+    forged = await story.chat(story.makers[0]).submit(offers[0]["data"])
+    assert "can't find that among your actions" in forged.texts[0]
+    submitted = await bea.press(
+        idea_form,
+        "Submit idea",
+        suggestion="Buy two scanners for the counter.",
+        service_area="Customer Services",
+        principles="4",
+        benefits="time_saved",
+    )
+    text = card_text(submitted.card)
+    assert "IDEA-" in text, text[:300]
+    reference = text[text.index("IDEA-") : text.index("IDEA-") + 9]
+    after = (await bea.say("my actions")).card
+    assert f"Submitted as idea {reference}" in card_text(after), "linked from the action"
+    assert len([n for n in card_nodes(after) if n.get("title") == "Make it an idea"]) == 1
+    again = await bea.submit(offers[0]["data"])
+    assert f"already submitted as {reference}" in again.texts[0]

@@ -71,6 +71,7 @@ CARD_ACTIONS = {
     "mir_action_status",
     "mir_action_due",
     "mir_nudge",
+    "idea_from_action",
 }
 COMMANDS = {"schedule session", "log session", "my sessions", "my actions"}
 
@@ -977,16 +978,28 @@ def test_my_actions_lists_open_actions_overdue_first_with_their_buttons() -> Non
         ("Done", {"action": "mir_action_status", "id": 11, "status": "done"}),
         ("Drop action", {"action": "mir_action_status", "id": 11, "status": "dropped"}),
         ("Save due date", {"action": "mir_action_due", "id": 11}),
+        ("Make it an idea", {"action": "idea_from_action", "id": 11}),
         ("In progress", {"action": "mir_action_status", "id": 13, "status": "in_progress"}),
         ("Done", {"action": "mir_action_status", "id": 13, "status": "done"}),
         ("Drop action", {"action": "mir_action_status", "id": 13, "status": "dropped"}),
         ("Save due date", {"action": "mir_action_due", "id": 13}),
+        ("Make it an idea", {"action": "idea_from_action", "id": 13}),
         ("Done", {"action": "mir_action_status", "id": 12, "status": "done"}),
         ("Drop action", {"action": "mir_action_status", "id": 12, "status": "dropped"}),
         ("Save due date", {"action": "mir_action_due", "id": 12}),
+        ("Make it an idea", {"action": "idea_from_action", "id": 12}),
         ("My sessions", {"command": "my sessions"}),
         ("Log a session", {"command": "log session"}),
     ]
+
+
+def test_an_action_that_became_an_idea_says_so_instead_of_offering_it() -> None:
+    card = render_card(
+        "my_actions", **(MATRIX["my_actions"]["typical"] | {"ideas_by_action": {11: "IDEA-0042"}})
+    )
+    assert "Submitted as idea IDEA-0042" in card_texts(card)
+    offered = [d["id"] for t, d in card_buttons(card) if t == "Make it an idea"]
+    assert offered == [13, 12]
 
 
 def test_drop_and_change_due_date_open_small_forms() -> None:
