@@ -422,6 +422,7 @@ class MakingItReal:
         *,
         notice: str | None,
         errors: dict[str, str],
+        values: dict[str, str] | None = None,
     ) -> None:
         today = self._today()
         async with self._sessions() as session:
@@ -438,6 +439,7 @@ class MakingItReal:
                 errors=errors,
                 today=today,
                 ideas_by_action=as_ideas,
+                values=values or {},
             ),
         )
 
@@ -451,10 +453,15 @@ class MakingItReal:
             return
         reason = None
         if status == "dropped":
-            reason, error = mir.check_drop_reason(values.get(f"reason_{action_id}"))
+            typed = values.get(f"reason_{action_id}")
+            reason, error = mir.check_drop_reason(typed)
             if error:
                 await self._my_actions(
-                    turn_context, caller, notice=None, errors={f"reason_{action_id}": error}
+                    turn_context,
+                    caller,
+                    notice=None,
+                    errors={f"reason_{action_id}": error},
+                    values={f"reason_{action_id}": typed if isinstance(typed, str) else ""},
                 )
                 return
         try:
@@ -479,13 +486,15 @@ class MakingItReal:
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
         action_id = _int(values.get("id")) or 0
-        due, error = mir.check_due_date(values.get(f"due_{action_id}"))
+        typed = values.get(f"due_{action_id}")
+        due, error = mir.check_due_date(typed)
         if error or due is None:
             await self._my_actions(
                 turn_context,
                 caller,
                 notice=None,
                 errors={f"due_{action_id}": error or "Choose a due date."},
+                values={f"due_{action_id}": typed if isinstance(typed, str) else ""},
             )
             return
         try:

@@ -507,3 +507,27 @@ async def test_an_agreed_change_becomes_an_idea_with_one_button(story: Story) ->
     assert len([n for n in card_nodes(after) if n.get("title") == "Make it an idea"]) == 1
     again = await bea.submit(offers[0]["data"])
     assert f"already submitted as {reference}" in again.texts[0]
+
+
+async def test_a_refused_drop_keeps_the_reason_typed(story: Story) -> None:
+    bea = story.chat(story.makers[1])
+    form = (await bea.say("log session")).card
+    await bea.press(
+        form,
+        "Log session",
+        date=_today().isoformat(),
+        team="Benefits team",
+        attendees="5",
+        themes="Paperwork",
+        changes="Scan forms at the counter",
+        rating="4",
+    )
+    actions = (await bea.say("my actions")).card
+    drop = find_action(actions, "Drop action")
+    too_long = "Because " * 80
+    reason_id = f"reason_{drop['data']['id']}"
+    again = (await bea.submit({**drop["data"], reason_id: too_long})).card
+    assert input_values(again)[reason_id] == too_long
+    assert "500" in card_text(again)
+    still = [n for n in card_nodes(again) if n.get("title") == "Done"]
+    assert len(still) == 1, "nothing was dropped"

@@ -1289,3 +1289,13 @@ def test_a_context_may_hold_a_name() -> None:
     """render_card's own argument is positional-only: reminders pass the person's `name`."""
     card = render_card("nudge", name="Cal Davies", leader_name="Lena Leader")
     assert "Cal Davies" in card_text(card)
+
+
+def test_my_actions_shown_again_keeps_what_was_typed() -> None:
+    context = MATRIX["my_actions"]["typical"] | {
+        "errors": {"reason_11": "Say why.", "due_13": "Choose a real date."},
+        "values": {"reason_11": "Too long a reason " * 40, "due_13": "2022-13-45"},
+    }
+    inputs = card_inputs(render_card("my_actions", **context))
+    assert inputs["reason_11"]["value"] == "Too long a reason " * 40
+    assert inputs["due_13"]["value"] == "2022-13-45"
