@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from botbuilder.core import ConversationState, InvokeResponse, TurnContext
@@ -119,7 +120,10 @@ async def messages(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the activity as application/json.")
     try:
-        body = await request.json()
+        # NUL cannot be stored in PostgreSQL text and is never meant: drop it from every
+        # string, so a form holding one is checked like any other rather than failing.
+        body = json.loads(await request.text(), object_hook=_without_nul)
+        body = _without_nul(body) if isinstance(body, str) else body
     except (json.JSONDecodeError, UnicodeDecodeError):
         return _problem(HTTPStatus.BAD_REQUEST, "The body is not valid JSON.")
     if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
@@ -155,11 +159,32 @@ def _invoke_response(invoke_response: InvokeResponse | None) -> web.Response:
         return web.Response(status=HTTPStatus.OK)
     status = int(invoke_response.status or HTTPStatus.OK)
     body = invoke_response.body
-    if isinstance(body, Model):
-        body = body.serialize()
-    if body is None:
-        return web.Response(status=status)
-    return web.json_response(body, status=status)
+    try:
+        if isinstance(body, Model):
+            body = body.serialize()
+        if body is None:
+            return web.Response(status=status)
+        return web.json_response(body, status=status)
+    except Exception:  # msrest's SerializationError, or a body json cannot write
+        logger.warning("An invoke answer could not be serialised; answered 400", exc_info=True)
+        return _problem(HTTPStatus.BAD_REQUEST, "The invoke could not be answered.")
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with NUL characters removed from its strings (keys and values), one level:
+    json.loads calls it for every object, innermost first."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {
+            _without_nul(key): [_without_nul(v) for v in item]
+            if isinstance(item, list)
+            else _without_nul(item)
+            if isinstance(item, str)
+            else item
+            for key, item in value.items()
+        }
+    return value
 
 
 def _problem(status: HTTPStatus, detail: str) -> web.Response:

@@ -92,6 +92,7 @@ class OurCambridgeBot(TeamsActivityHandler):
             today=self._today,
             outbox_changed=outbox_changed,
             remember_channel=lambda context: remember_channel(context, sessions=sessions),
+            send_privately=self._send_privately,
         )
         self._mir = MakingItReal(
             sessions=sessions,
@@ -447,6 +448,14 @@ class OurCambridgeBot(TeamsActivityHandler):
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
         value = turn_context.activity.value
+        if turn_context.activity.name == "adaptiveCard/action" and not (
+            isinstance(value, dict)
+            and isinstance(value.get("action"), dict)
+            and value["action"].get("type") == "Action.Execute"
+        ):
+            # The SDK answers these with an error that cannot be serialised (a 500).
+            logger.info("Refused an adaptiveCard/action invoke that is not an Action.Execute")
+            return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST))
         if value is not None and not isinstance(value, dict):
             # Every invoke Teams sends carries an object; anything else is a malformed
             # request, and the SDK would fail deserialising it (a 500).

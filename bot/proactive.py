@@ -113,9 +113,10 @@ class OutboxWorker:
                             session, conversation_id=delivery.conversation_id
                         )
             if not recorded:
+                # The row id, not the key: a key can name a person (an idea's submitter).
                 logger.warning(
-                    "Outbox message %s: the claim ran out before its outcome was recorded",
-                    delivery.dedupe_key,
+                    "Outbox message %d: the claim ran out before its outcome was recorded",
+                    delivery.id,
                 )
             if outcome.ok:
                 report.sent += 1
@@ -129,8 +130,8 @@ class OutboxWorker:
             elif retry_at is None:
                 report.failed += 1
                 logger.warning(
-                    "Gave up on outbox message %s after %d attempt(s): %s",
-                    delivery.dedupe_key,
+                    "Gave up on outbox message %d after %d attempt(s): %s",
+                    delivery.id,
                     delivery.attempts,
                     outcome.error,
                 )

@@ -66,7 +66,9 @@ class Ideas:
         today: Callable[[], date],
         outbox_changed: Callable[[], None],
         remember_channel: Callable[[TurnContext], Awaitable[str]],
+        send_privately: Callable[[TurnContext, Caller, Any], Awaitable[bool]],
     ) -> None:
+        self._send_privately = send_privately
         self._sessions = sessions
         self._today = today
         self._outbox_changed = outbox_changed
@@ -79,7 +81,7 @@ class Ideas:
     ) -> None:
         if name == "idea":
             # "idea scan forms at the counter": the words typed start the title.
-            await self._send_form(turn_context, values={"title": argument[:120]}, errors={})
+            await self._send_form(turn_context, caller, values={"title": argument[:120]}, errors={})
         elif name == "my ideas":
             await self._my_ideas(turn_context, caller, notice=None)
         elif name == "ideas":
@@ -105,6 +107,7 @@ class Ideas:
     async def _send_form(
         self,
         turn_context: TurnContext,
+        caller: Caller,
         *,
         values: Mapping[str, str],
         errors: Mapping[str, str],
@@ -113,7 +116,9 @@ class Ideas:
     ) -> None:
         async with self._sessions() as session:
             principles = await programme.design_principles(session)
-        await turn_context.send_activity(
+        await self._reply(
+            turn_context,
+            caller,
             card_message(
                 "idea_form",
                 values={**_EMPTY_FORM, **values},
@@ -123,7 +128,7 @@ class Ideas:
                 # The principles are numbered 1..7 in the document's order.
                 principles=list(enumerate(principles, start=1)),
                 mir_action_id=mir_action_id,
-            )
+            ),
         )
 
     async def _from_mir_action(
@@ -154,7 +159,9 @@ class Ideas:
             "problem": f"Agreed at a Making It Real session with {action.session_team} on "
             f"{action.session_date:%-d %B %Y}: {action.text}"[:2000],
         }
-        await self._send_form(turn_context, values=values, errors={}, mir_action_id=action.id)
+        await self._send_form(
+            turn_context, caller, values=values, errors={}, mir_action_id=action.id
+        )
 
     async def _on_submit(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
@@ -180,11 +187,20 @@ class Ideas:
         if submission is None:
             await self._send_form(
                 turn_context,
+                caller,
                 values=entries,
                 errors=errors,
                 form_id=form_id,
                 mir_action_id=mir_action_id,
             )
+            return
+        async with self._sessions() as session:
+            earlier = await ideas.idea_of_form(
+                session, submitter_id=caller.person_id, form_id=form_id
+            )
+        if earlier is not None:
+            # The same form pressed again: the idea is in; say so again, store nothing.
+            await self._reply(turn_context, caller, card_message("idea_submitted", idea=earlier))
             return
         if values.get("confirmed") is not True:
             async with self._sessions() as session:
@@ -193,8 +209,10 @@ class Ideas:
                 carried = entries | (
                     {"mir_action": str(mir_action_id)} if mir_action_id is not None else {}
                 )
-                await turn_context.send_activity(
-                    card_message("idea_similar", similar=similar, form_id=form_id, values=carried)
+                await self._reply(
+                    turn_context,
+                    caller,
+                    card_message("idea_similar", similar=similar, form_id=form_id, values=carried),
                 )
                 return
         try:
@@ -215,7 +233,7 @@ class Ideas:
         if created:
             logger.info("Idea %s submitted", idea.reference)
             self._outbox_changed()
-        await turn_context.send_activity(card_message("idea_submitted", idea=idea))
+        await self._reply(turn_context, caller, card_message("idea_submitted", idea=idea))
 
     async def _queue_triage_post(self, session: AsyncSession, idea: IdeaView) -> None:
         channel = await ideas.get_triage_channel(session)
@@ -313,8 +331,15 @@ class Ideas:
         who pressed it; a change is also written into the posted card for everyone."""
         idea_id = _int(data.get("idea"))
         if verb == REFRESH_VERB:
-            return await self._current_card(idea_id)
+            async with self._sessions() as session:
+                channel = await ideas.get_triage_channel(session)
+            here = turn_context.activity.conversation.id.split(";")[0]
+            if (caller is not None and caller.is_admin) or here == channel:
+                return await self._current_card(idea_id)
+            logger.warning("Refused a refresh of an idea card outside the triage channel")
+            return _refused(None, "Only the transformation team can see this card.")
         if verb != STATUS_VERB:
+            logger.warning("Refused an idea card press with an unknown verb")
             return _refused(None, "That button belongs to an older version of this card.")
         if caller is None or not caller.is_admin:
             logger.warning("Refused an idea status change from someone not on the team")
@@ -354,6 +379,7 @@ class Ideas:
         async with self._sessions() as session:
             idea = await _maybe_idea(session, idea_id)
         if idea is None:
+            logger.warning("Refused a refresh of an idea that does not exist")
             return _refused(None, "I can't find that idea.")
         return _card_response(
             render_card("idea_triage", idea=idea, changed_by=idea.last_changed_by, notice=None)
@@ -399,6 +425,19 @@ class Ideas:
                     for_submitter=index == 0,
                 ).serialize(),
                 now=utcnow(),
+            )
+
+    async def _reply(self, turn_context: TurnContext, caller: Caller, activity: Any) -> None:
+        """Forms and confirmations go to a 1:1 chat: in a channel, everyone would see who
+        submitted which idea, anonymous or not."""
+        if is_personal_chat(turn_context):
+            await turn_context.send_activity(activity)
+        elif await self._send_privately(turn_context, caller, activity):
+            await turn_context.send_activity("I've sent that to you in a private chat.")
+        else:
+            await turn_context.send_activity(
+                "I couldn't open a private chat with you. Open the Our Cambridge app in Teams "
+                "and type **idea** there."
             )
 
     async def _private(self, turn_context: TurnContext, activity: Any) -> None:

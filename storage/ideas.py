@@ -841,6 +841,18 @@ EXPORT_COLUMNS = (
 )
 
 
+async def idea_of_form(
+    session: AsyncSession, *, submitter_id: int, form_id: str
+) -> IdeaView | None:
+    """The idea this person already submitted with this form, if any (a second press)."""
+    found = (
+        await session.exec(
+            select(Idea).where(Idea.submitter_id == submitter_id, Idea.form_id == form_id)
+        )
+    ).first()
+    return (await _views(session, [found]))[0] if found is not None else None
+
+
 async def ideas_of_actions(session: AsyncSession, *, action_ids: Collection[int]) -> dict[int, str]:
     """Making It Real action id -> the reference of the idea it became, for those that did."""
     wanted = [i for i in action_ids if isinstance(i, int)]

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from tests.bot.conftest import BotServer
-from tests.support.teams import TeamsClient
+from tests.support.teams import TeamsClient, card_text
 
 
 async def test_healthz_and_readyz(bot_server: BotServer, http: aiohttp.ClientSession) -> None:
@@ -100,3 +100,26 @@ async def test_repeated_delivery_is_processed_once(client: TeamsClient) -> None:
     assert first.status == second.status == 201
     assert len(first.sent) == 1
     assert second.sent == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"action": "x"},
+        {"action": {"type": "Action.Submit", "verb": "idea_status", "data": {}}},
+        {"action": {"type": "Action.Execute", "verb": "idea_status", "data": None}},
+    ],
+)
+async def test_malformed_universal_actions_are_4xx_or_refused_never_5xx(
+    client: TeamsClient, value: Any
+) -> None:
+    reply = await client.invoke("adaptiveCard/action", value)
+    assert reply.status in (200, 400), reply
+    assert reply.sent == []
+
+
+async def test_nul_characters_are_dropped_not_fatal(client: TeamsClient) -> None:
+    reply = await client.say("status al\u0000loy")
+    assert reply.status == 201
+    assert "Currently in delivery" in card_text(reply.card)

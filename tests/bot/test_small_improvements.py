@@ -193,6 +193,7 @@ async def test_a_repeated_delivery_and_a_double_press_create_one_idea(world: Wor
     pressed_again = await person.submit(value)  # a second press: a new activity, same form
     assert first.status == repeated.status == pressed_again.status == 201
     assert repeated.sent == []
+    assert "your idea is in" in card_text(pressed_again.cards[0]).lower(), "not offered itself"
     mine = card_text((await person.say("my ideas")).card)
     assert mine.count("Double-sided printing by default") == 1
 
@@ -321,3 +322,16 @@ async def test_ideas_waiting_too_long_are_called_out_once_a_week(world: World) -
     posts = world.connector.to(officer.conversation_id)[before:]
     assert len(posts) == 1, "called out once that week"
     assert "Label the recycling bins" in card_text(posts[0]["attachments"][0]["content"])
+
+
+async def test_an_idea_asked_for_in_a_channel_is_handled_privately(world: World) -> None:
+    """In a channel everyone would see who submitted what: form and confirmation go 1:1."""
+    member = new_user("Cara Channel")
+    channel = world.chat(
+        member, conversation_id=new_conversation_id("channel"), conversation_type="channel"
+    )
+    reply = await channel.say("idea")
+    assert reply.texts == ["I've sent that to you in a private chat."]
+    assert reply.cards == [], "no form in the channel"
+    opened = world.connector.created[-1]
+    assert opened["members"][0]["id"] == member.id
