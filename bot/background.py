@@ -88,7 +88,7 @@ async def _maybe_run(
     if not claimed:
         return
     try:
-        await run_reminders(sessions, worker, today=local.date())
+        await run_reminders(sessions, worker, today=local.date(), zone=zone)
     except Exception:
         # Give the day back so the next check (here or on another replica) tries again;
         # what was queued before the failure is not sent twice (the outbox's keys).

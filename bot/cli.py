@@ -246,7 +246,7 @@ async def _run_reminders(settings: Settings, day: date | None) -> int:
     worker = build_worker(settings, build_adapter(settings), sessions)
     try:
         today = day or datetime.now(settings.zone).date()
-        run = await run_reminders(sessions, worker, today=today)  # logs the summary
+        run = await run_reminders(sessions, worker, today=today, zone=settings.zone)  # logs it
     finally:
         await engine.dispose()
     return 1 if run.delivery.failed else 0

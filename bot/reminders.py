@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, tzinfo
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -69,14 +69,16 @@ async def queue_reminders(
     return run
 
 
-async def queue_stale_ideas(sessions: async_sessionmaker[AsyncSession], *, today: date) -> bool:
+async def queue_stale_ideas(
+    sessions: async_sessionmaker[AsyncSession], *, today: date, zone: tzinfo = UTC
+) -> bool:
     """Once a week, call out in the triage channel the ideas left in "new" for more than five
     working days. Called every morning: the key per ISO week makes the first call of the week
     the one that counts. True if a call-out was queued."""
     year, week, _ = today.isocalendar()
     async with transaction(sessions) as session:
         channel = await ideas.get_triage_channel(session)
-        stale = await ideas.stale_new_ideas(session, today=today)
+        stale = await ideas.stale_new_ideas(session, today=today, zone=zone)
         if channel is None or not stale:
             return False
         return await outbox.enqueue(
@@ -89,12 +91,16 @@ async def queue_stale_ideas(sessions: async_sessionmaker[AsyncSession], *, today
 
 
 async def run_reminders(
-    sessions: async_sessionmaker[AsyncSession], worker: OutboxWorker, *, today: date
+    sessions: async_sessionmaker[AsyncSession],
+    worker: OutboxWorker,
+    *,
+    today: date,
+    zone: tzinfo = UTC,
 ) -> ReminderRun:
     """Queue today's reminders (and the week's call-out of ideas waiting for triage) and send
     what is due, until nothing is left to send now."""
     run = await queue_reminders(sessions, today=today)
-    await queue_stale_ideas(sessions, today=today)
+    await queue_stale_ideas(sessions, today=today, zone=zone)
     while True:
         report = await worker.deliver_due()
         run.delivery.sent += report.sent

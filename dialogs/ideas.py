@@ -410,9 +410,13 @@ class Ideas:
     async def _queue_status_messages(self, session: AsyncSession, idea: IdeaView) -> None:
         """A 1:1 message to the submitter and every supporter, anonymous submitters too."""
         submitter_first = await ideas.people_to_notify(session, idea_id=idea.id)
+        unreachable = 0
         for index, person_id in enumerate(submitter_first):
             conversation_id = await outbox.personal_conversation_id(session, person_id=person_id)
             if conversation_id is None:
+                # They have no 1:1 chat with the bot yet: counted (no names) rather than lost
+                # without a trace; they see the change in `my ideas`.
+                unreachable += 1
                 continue
             await outbox.enqueue(
                 session,
@@ -425,6 +429,13 @@ class Ideas:
                     for_submitter=index == 0,
                 ).serialize(),
                 now=utcnow(),
+            )
+        if unreachable:
+            logger.warning(
+                "Idea %s: %d of %d people to tell have no chat with the bot",
+                idea.reference,
+                unreachable,
+                len(submitter_first),
             )
 
     async def _reply(self, turn_context: TurnContext, caller: Caller, activity: Any) -> None:

@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -748,17 +748,19 @@ def working_days_between(start: date, end: date) -> int:
 
 
 async def stale_new_ideas(
-    session: AsyncSession, *, today: date, working_days: int = 5
+    session: AsyncSession, *, today: date, working_days: int = 5, zone: tzinfo = UTC
 ) -> list[IdeaView]:
     """Ideas still "new" more than `working_days` working days after they were submitted
-    (counted from the day of submission in UTC), oldest first."""
+    (counted from the day of submission in `zone`, the council's time zone, as `today` is),
+    oldest first."""
     rows = await session.exec(
         select(Idea).where(Idea.status == "new").order_by(col(Idea.created_at), col(Idea.id))
     )
     stale = [
         idea
         for idea in rows
-        if working_days_between(_aware(idea.created_at).date(), today) > working_days
+        if working_days_between(_aware(idea.created_at).astimezone(zone).date(), today)
+        > working_days
     ]
     return await _views(session, stale)
 

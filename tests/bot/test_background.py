@@ -37,7 +37,7 @@ async def test_runs_once_a_day_after_the_hour_in_local_time(
 ) -> None:
     days: list[Any] = []
 
-    async def fake_run(_sessions: Any, _worker: Any, *, today: Any) -> None:
+    async def fake_run(_sessions: Any, _worker: Any, *, today: Any, **_: Any) -> None:
         days.append(today)
 
     monkeypatch.setattr(background, "run_reminders", fake_run)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -1031,6 +1032,20 @@ async def test_ideas_left_new_more_than_five_working_days_are_stale(
     assert over_weekend.id not in [i.id for i in tomorrow]
     wider = await _call(sessions, ideas.stale_new_ideas, today=today, working_days=20)
     assert wider == []
+
+    # Submitted at 00:30 on a summer Tuesday in Cambridge (23:30 on Monday in UTC): it counts
+    # from Tuesday, as the council's staff would count, not from Monday.
+    tuesday = today - timedelta(days=6)
+    late = await submit(sessions, submitter, title="Just after midnight")
+    moment = datetime.combine(tuesday, datetime.min.time(), tzinfo=UTC) - timedelta(minutes=30)
+    async with transaction(sessions) as session:
+        await session.exec(update(Idea).where(col(Idea.id) == late.id).values(created_at=moment))
+    london = ZoneInfo("Europe/London")
+    next_tuesday = today + timedelta(days=1)
+    in_london = await _call(sessions, ideas.stale_new_ideas, today=next_tuesday, zone=london)
+    in_utc = await _call(sessions, ideas.stale_new_ideas, today=next_tuesday)
+    assert late.id not in [i.id for i in in_london], "five working days in Cambridge"
+    assert late.id in [i.id for i in in_utc], "six, counted from Monday in UTC"
 
 
 async def test_the_triage_channel_and_posts_are_remembered(
