@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.schema import Activity
 
 from cards import render_card
+from storage import programme
 
 
 def card_message(name: str, /, **context: Any) -> Activity:
@@ -42,3 +44,47 @@ class Caller:
 
     def has(self, role: str) -> bool:
         return role in self.roles
+
+
+# Sends an activity to the caller's 1:1 chat (opening one if need be); False if it could not.
+SendPrivately = Callable[[TurnContext, "Caller", Activity], Awaitable[bool]]
+
+
+async def reply_privately(
+    turn_context: TurnContext,
+    caller: Caller,
+    activity: Activity,
+    send_privately: SendPrivately,
+    *,
+    ask_there: str,
+) -> None:
+    """Personal answers and forms go to a 1:1 chat: asked in a channel, everyone there would
+    see them. `ask_there` says what to type in the app if no private chat can be opened."""
+    if is_personal_chat(turn_context):
+        await turn_context.send_activity(activity)
+    elif await send_privately(turn_context, caller, activity):
+        await turn_context.send_activity("I've sent that to you in a private chat.")
+    else:
+        await turn_context.send_activity(
+            "I couldn't open a private chat with you. Open the Our Cambridge app in Teams and "
+            f"{ask_there}."
+        )
+
+
+def whole_number(value: object) -> int | None:
+    """An id a card carries (an int, or digits as text), or None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 12:
+        return int(value.strip())
+    return None
+
+
+def form_id_of(values: Mapping[str, Any]) -> str:
+    """The card's one-off form id, or a new one for a card that carries none (or junk)."""
+    form = values.get("form")
+    return (
+        form if isinstance(form, str) and programme.form_source(form) else programme.new_form_id()
+    )

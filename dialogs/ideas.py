@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from cards import render_card
-from dialogs.common import Caller, card_message, is_personal_chat
+from dialogs.common import (
+    Caller,
+    SendPrivately,
+    card_message,
+    form_id_of,
+    is_personal_chat,
+    reply_privately,
+    whole_number,
+)
 from storage import ideas, mir, outbox, programme
 from storage.db import transaction
 from storage.models import utcnow
@@ -66,7 +74,7 @@ class Ideas:
         today: Callable[[], date],
         outbox_changed: Callable[[], None],
         remember_channel: Callable[[TurnContext], Awaitable[str]],
-        send_privately: Callable[[TurnContext, Caller, Any], Awaitable[bool]],
+        send_privately: SendPrivately,
     ) -> None:
         self._send_privately = send_privately
         self._sessions = sessions
@@ -100,7 +108,7 @@ class Ideas:
         elif action == SUPPORT:
             await self._on_support(turn_context, caller, values.get("idea"))
         elif action == FROM_ACTION:
-            await self._from_mir_action(turn_context, caller, _int(values.get("id")))
+            await self._from_mir_action(turn_context, caller, whole_number(values.get("id")))
 
     # --- submitting -----------------------------------------------------------------------
 
@@ -166,8 +174,8 @@ class Ideas:
     async def _on_submit(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
-        form_id = _form_id(values)
-        mir_action_id = _int(values.get("mir_action"))
+        form_id = form_id_of(values)
+        mir_action_id = whole_number(values.get("mir_action"))
         async with self._sessions() as session:
             principles = await programme.design_principles(session)
             if mir_action_id is not None:
@@ -253,8 +261,8 @@ class Ideas:
     # --- supporting and following ---------------------------------------------------------
 
     async def _on_support(self, turn_context: TurnContext, caller: Caller, idea_id: object) -> None:
-        number = ideas.parse_reference(idea_id) if isinstance(idea_id, str) else idea_id
-        if not isinstance(number, int) or isinstance(number, bool):
+        number = _idea_id(idea_id)
+        if number is None:
             await turn_context.send_activity(_NO_SUCH_IDEA)
             return
         try:
@@ -329,7 +337,7 @@ class Ideas:
     ) -> AdaptiveCardInvokeResponse:
         """An Action.Execute from a triage card: the answer replaces the card for the person
         who pressed it; a change is also written into the posted card for everyone."""
-        idea_id = _int(data.get("idea"))
+        idea_id = _idea_id(data.get("idea"))
         if verb == REFRESH_VERB:
             async with self._sessions() as session:
                 channel = await ideas.get_triage_channel(session)
@@ -439,17 +447,10 @@ class Ideas:
             )
 
     async def _reply(self, turn_context: TurnContext, caller: Caller, activity: Any) -> None:
-        """Forms and confirmations go to a 1:1 chat: in a channel, everyone would see who
-        submitted which idea, anonymous or not."""
-        if is_personal_chat(turn_context):
-            await turn_context.send_activity(activity)
-        elif await self._send_privately(turn_context, caller, activity):
-            await turn_context.send_activity("I've sent that to you in a private chat.")
-        else:
-            await turn_context.send_activity(
-                "I couldn't open a private chat with you. Open the Our Cambridge app in Teams "
-                "and type **idea** there."
-            )
+        # In a channel everyone would see who submitted which idea, anonymous or not.
+        await reply_privately(
+            turn_context, caller, activity, self._send_privately, ask_there="type **idea** there"
+        )
 
     async def _private(self, turn_context: TurnContext, activity: Any) -> None:
         if is_personal_chat(turn_context):
@@ -491,22 +492,11 @@ def _card_response(card: dict[str, Any]) -> AdaptiveCardInvokeResponse:
     return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=card)
 
 
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        return ideas.parse_reference(value)
-    return None
+def _idea_id(value: object) -> int | None:
+    """An idea's id as a card carries it: a number, or a reference such as "IDEA-0007"."""
+    number = whole_number(value)
+    return number if number is not None else ideas.parse_reference(value)
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
-
-
-def _form_id(values: Mapping[str, Any]) -> str:
-    form = values.get("form")
-    return (
-        form if isinstance(form, str) and programme.form_source(form) else programme.new_form_id()
-    )

@@ -10,7 +10,7 @@ old the card is; nothing here keeps dialog state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -21,7 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from dialogs.common import Caller, card_message, is_personal_chat
+from dialogs.common import (
+    Caller,
+    SendPrivately,
+    card_message,
+    form_id_of,
+    reply_privately,
+    whole_number,
+)
 from storage import ideas, mir, outbox, people, programme
 from storage.db import transaction
 from storage.models import utcnow
@@ -67,8 +74,6 @@ COMMANDS = frozenset(
     }
 )
 
-SentPrivately = Callable[[TurnContext, Caller, Activity], Awaitable[bool]]
-
 
 @dataclass(frozen=True)
 class MirTexts:
@@ -81,7 +86,7 @@ class MakingItReal:
         *,
         sessions: async_sessionmaker[AsyncSession],
         today: Callable[[], date],
-        send_privately: SentPrivately,
+        send_privately: SendPrivately,
         outbox_changed: Callable[[], None],
         texts: MirTexts,
     ) -> None:
@@ -118,7 +123,7 @@ class MakingItReal:
         if action == FORM_CANCEL:
             await turn_context.send_activity("OK, nothing was saved.")
         elif action == NUDGE:
-            await self._nudge(turn_context, caller, _int(values.get("person")))
+            await self._nudge(turn_context, caller, whole_number(values.get("person")))
         elif not caller.has("change_maker"):
             await self._not_a_change_maker(turn_context, "log session")
         elif action == SCHEDULE_SUBMIT:
@@ -126,11 +131,13 @@ class MakingItReal:
         elif action == LOG_SUBMIT:
             await self._on_log_submit(turn_context, caller, values)
         elif action == LOG:
-            await self._log_form(turn_context, caller, session_id=_int(values.get("session")))
+            await self._log_form(
+                turn_context, caller, session_id=whole_number(values.get("session"))
+            )
         elif action == RESCHEDULE:
-            await self._reschedule_form(turn_context, caller, _int(values.get("session")))
+            await self._reschedule_form(turn_context, caller, whole_number(values.get("session")))
         elif action == CANCEL_SESSION:
-            await self._cancel_session(turn_context, caller, _int(values.get("session")))
+            await self._cancel_session(turn_context, caller, whole_number(values.get("session")))
         elif action == ACTION_DETAILS:
             await self._on_action_details(turn_context, caller, values)
         elif action == ACTION_STATUS:
@@ -193,8 +200,8 @@ class MakingItReal:
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
         today = self._today()
-        form_id = _form_id(values)
-        session_id = _int(values.get("session"))
+        form_id = form_id_of(values)
+        session_id = whole_number(values.get("session"))
         submission, entries, errors = mir.check_schedule_form(values, today=today)
         if submission is None:
             await turn_context.send_activity(
@@ -307,7 +314,7 @@ class MakingItReal:
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
         today = self._today()
-        form_id = _form_id(values)
+        form_id = form_id_of(values)
         async with self._sessions() as session:
             scheduled = await mir.scheduled_sessions(session, change_maker_id=caller.person_id)
         submission, entries, errors = mir.check_log_form(
@@ -367,7 +374,7 @@ class MakingItReal:
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
         today = self._today()
-        session_id = _int(values.get("session")) or 0
+        session_id = whole_number(values.get("session")) or 0
         try:
             async with self._sessions() as session:
                 found = await mir.get_session(
@@ -446,7 +453,7 @@ class MakingItReal:
     async def _on_action_status(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
-        action_id = _int(values.get("id")) or 0
+        action_id = whole_number(values.get("id")) or 0
         status = values.get("status")
         if status not in ("in_progress", "done", "dropped"):
             await turn_context.send_activity(_OLD_BUTTON)
@@ -485,7 +492,7 @@ class MakingItReal:
     async def _on_action_due(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
     ) -> None:
-        action_id = _int(values.get("id")) or 0
+        action_id = whole_number(values.get("id")) or 0
         typed = values.get(f"due_{action_id}")
         due, error = mir.check_due_date(typed)
         if error or due is None:
@@ -630,39 +637,13 @@ class MakingItReal:
         )
 
     async def _reply(self, turn_context: TurnContext, caller: Caller, activity: Activity) -> None:
-        """Personal details go to a 1:1 chat: asked in a channel, the answer goes privately."""
-        if is_personal_chat(turn_context):
-            await turn_context.send_activity(activity)
-            return
-        if await self._send_privately(turn_context, caller, activity):
-            await turn_context.send_activity("I've sent that to you in a private chat.")
-        else:
-            await turn_context.send_activity(
-                "I couldn't open a private chat with you. Open the Our Cambridge app in Teams "
-                "and ask me there."
-            )
+        await reply_privately(
+            turn_context, caller, activity, self._send_privately, ask_there="ask me there"
+        )
 
 
 _NOT_YOURS = "I can't find that among your sessions or actions, so nothing was changed."
 _OLD_BUTTON = "That button belongs to an older version of this card. Type **help** to start again."
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) < 12:
-        return int(value.strip())
-    return None
-
-
-def _form_id(values: Mapping[str, Any]) -> str:
-    """The card's one-off form id, or a new one for a card that carries none (or junk)."""
-    form = values.get("form")
-    return (
-        form if isinstance(form, str) and programme.form_source(form) else programme.new_form_id()
-    )
 
 
 def _when(view: SessionView) -> str:

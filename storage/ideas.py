@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.mir import display_name
+from storage.forms import as_text
 from storage.models import (
     Idea,
     IdeaEvent,
@@ -37,6 +37,7 @@ from storage.models import (
     Setting,
     utcnow,
 )
+from storage.people import name_of
 from storage.views import IdeaEventView, IdeaView
 
 
@@ -170,7 +171,9 @@ def check_idea_form(
     by input id). Multi-selects come comma-separated ("1,3"), as Input.ChoiceSet sends them;
     the anonymous toggle "true"/"false" (or a bool). `principle_numbers` are the design
     principles that exist."""
-    entries = {key: _as_text(values.get(key)) for key in IDEA_INPUTS}
+    entries = {
+        key: as_text(values.get(key), many=key in ("principles", "benefits")) for key in IDEA_INPUTS
+    }
     errors: dict[str, str] = {}
 
     title = " ".join(entries["title"].split())
@@ -258,18 +261,6 @@ def check_idea_form(
         anonymous=anonymous,
     )
     return submission, entries, {}
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return ",".join(_as_text(item) for item in value)
-    return ""
 
 
 def _choices(text: str) -> list[str]:
@@ -994,7 +985,7 @@ async def _names(session: AsyncSession, person_ids: Collection[int]) -> dict[int
     if not person_ids:
         return {}
     people = await session.exec(select(Person).where(col(Person.id).in_(list(person_ids))))
-    return {person.id or 0: display_name(person) for person in people}
+    return {person.id or 0: name_of(person) for person in people}
 
 
 def _actor_name(idea: Idea, actor_id: int | None, names: Mapping[int, str]) -> str | None:

@@ -19,8 +19,9 @@ from sqlalchemy import true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.forms import as_text
 from storage.models import ConversationReference, MirAction, MirSession, Person, utcnow
-from storage.people import roles_of
+from storage.people import name_of, roles_of
 from storage.views import (
     ActionView,
     ChangeMakerSummary,
@@ -113,7 +114,7 @@ def check_schedule_form(
     values: Mapping[str, object], *, today: date
 ) -> tuple[ScheduleSubmission | None, dict[str, str], dict[str, str]]:
     """Check a submitted schedule (or reschedule) form: the date must not be in the past."""
-    entries = {key: _as_text(values.get(key)) for key in SCHEDULE_INPUTS}
+    entries = {key: as_text(values.get(key)) for key in SCHEDULE_INPUTS}
     errors: dict[str, str] = {}
     session_date = _parse_date(entries["date"])
     if not entries["date"].strip():
@@ -146,7 +147,7 @@ def check_log_form(
 ) -> tuple[LogSubmission | None, dict[str, str], dict[str, str]]:
     """Check a submitted log form: the date held must not be in the future, and a scheduled
     session offered must still be one of the caller's scheduled ones (`scheduled_ids`)."""
-    entries = {key: _as_text(values.get(key)) for key in LOG_INPUTS}
+    entries = {key: as_text(values.get(key)) for key in LOG_INPUTS}
     errors: dict[str, str] = {}
     scheduled_id: int | None = None
     if entries["scheduled"].strip():
@@ -219,8 +220,8 @@ def check_action_details(
     details: dict[int, tuple[str | None, date | None]] = {}
     for action_id in sorted(action_ids):
         owner_key, due_key = f"owner_{action_id}", f"due_{action_id}"
-        entries[owner_key] = _as_text(values.get(owner_key))
-        entries[due_key] = _as_text(values.get(due_key))
+        entries[owner_key] = as_text(values.get(owner_key))
+        entries[due_key] = as_text(values.get(due_key))
         owner = " ".join(entries[owner_key].split()) or None
         if owner and len(owner) > MAX_OWNER:
             errors[owner_key] = _too_long("The owner's name", MAX_OWNER, len(owner))
@@ -237,7 +238,7 @@ def check_action_details(
 
 def check_drop_reason(value: object) -> tuple[str | None, str | None]:
     """(the reason, None), or (None, why it was refused): dropping an action needs a reason."""
-    reason = _as_text(value).strip()
+    reason = as_text(value).strip()
     if not reason:
         return None, f"Say why the action is dropped (1 to {MAX_REASON} characters)."
     if len(reason) > MAX_REASON:
@@ -247,7 +248,7 @@ def check_drop_reason(value: object) -> tuple[str | None, str | None]:
 
 def check_due_date(value: object) -> tuple[date | None, str | None]:
     """(the new due date, None), or (None, why it was refused)."""
-    text = _as_text(value)
+    text = as_text(value)
     if not text.strip():
         return None, "Choose the new due date."
     due = _parse_date(text)
@@ -265,14 +266,6 @@ def split_themes(text: str) -> list[str]:
         if theme:
             themes.setdefault(theme.casefold(), theme)
     return list(themes.values())
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
 
 
 def _parse_date(text: str) -> date | None:
@@ -628,7 +621,7 @@ class PersonActivity:
 
     @property
     def name(self) -> str:
-        return display_name(self.person)
+        return name_of(self.person)
 
     @property
     def is_change_maker(self) -> bool:
@@ -836,13 +829,6 @@ def _area_key(service_area: str | None) -> str | None:
 # --- read models and shared pieces ----------------------------------------------------------
 
 
-def display_name(person: Person | None) -> str:
-    """The roster's (or Teams') name, else the email, else "Someone"."""
-    if person is None:
-        return "Someone"
-    return person.name or person.email or "Someone"
-
-
 def is_overdue(action: MirAction, today: date) -> bool:
     return (
         action.status in OPEN_STATUSES and action.due_date is not None and action.due_date < today
@@ -852,7 +838,7 @@ def is_overdue(action: MirAction, today: date) -> bool:
 def session_view(mir_session: MirSession, person: Person | None) -> SessionView:
     return SessionView(
         id=mir_session.id or 0,
-        change_maker_name=display_name(person),
+        change_maker_name=name_of(person),
         status=mir_session.status,
         session_date=mir_session.session_date,
         start_time=mir_session.start_time,

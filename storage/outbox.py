@@ -206,12 +206,3 @@ async def forget_conversation(session: AsyncSession, *, conversation_id: str) ->
             col(ConversationReference.conversation_id) == conversation_id
         )
     )
-
-
-async def counts(session: AsyncSession) -> dict[str, int]:
-    """How many messages are in each status (for tests and operators)."""
-    rows = (await session.exec(select(OutboxMessage.status))).all()
-    totals: dict[str, int] = {}
-    for status in rows:
-        totals[status] = totals.get(status, 0) + 1
-    return totals

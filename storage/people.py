@@ -36,36 +36,6 @@ _PERSON_REFERENCES = (
 )
 
 
-async def record_person(
-    session: AsyncSession,
-    *,
-    aad_object_id: str | None,
-    teams_id: str,
-    name: str | None,
-) -> Person:
-    """Find the person behind a Teams account (by AAD object id, else Teams id) or add them."""
-    person = None
-    if aad_object_id:
-        person = (
-            await session.exec(select(Person).where(Person.aad_object_id == aad_object_id))
-        ).first()
-    if person is None:
-        person = (await session.exec(select(Person).where(Person.teams_id == teams_id))).first()
-    if person is None:
-        person = Person(aad_object_id=aad_object_id, teams_id=teams_id, name=name)
-        session.add(person)
-    elif (person.teams_id, person.name) != (teams_id, name) or (
-        aad_object_id and person.aad_object_id != aad_object_id
-    ):
-        person.teams_id = teams_id
-        person.name = name or person.name
-        person.aad_object_id = aad_object_id or person.aad_object_id
-        person.updated_at = utcnow()
-        session.add(person)
-    await session.flush()
-    return person
-
-
 async def save_conversation_reference(
     session: AsyncSession,
     *,
@@ -274,10 +244,17 @@ async def _merge_into_roster_row(
     return roster_person
 
 
+def name_of(person: Person | None) -> str:
+    """The name to show someone by: the roster's (or Teams'), else their email, else
+    "Someone"."""
+    if person is None:
+        return "Someone"
+    return person.name or person.email or "Someone"
+
+
 async def display_name(session: AsyncSession, *, person_id: int) -> str:
-    """The name to greet or mention someone by (the roster's, else Teams')."""
-    person = await session.get(Person, person_id)
-    return (person.name if person else None) or "Someone"
+    """name_of the person with this id."""
+    return name_of(await session.get(Person, person_id))
 
 
 async def service_area_of(session: AsyncSession, *, person_id: int) -> str | None:

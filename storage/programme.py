@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.forms import as_text
 from storage.models import RAG_VALUES, DesignPrinciple, Project, ProjectUpdate, Workstream
 from storage.views import ProjectView, UpdateView, WorkstreamView
 
@@ -336,7 +337,7 @@ def check_update_form(
     Returns the submission (or None), the entries as typed (to show the form again with them
     kept) and the reasons the form was refused.
     """
-    entries = {key: _as_text(values.get(key)) for key in ("text", "rag", "month")}
+    entries = {key: as_text(values.get(key)) for key in ("text", "rag", "month")}
     errors: list[str] = []
     text = entries["text"].strip()
     if not text:
@@ -359,10 +360,6 @@ def check_update_form(
     if errors or month is None:
         return None, entries, errors
     return UpdateSubmission(text=text, rag=rag, month=month), entries, []
-
-
-def _as_text(value: object) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def _parse_month(value: str) -> date | None:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import people, roster
@@ -242,23 +242,3 @@ async def test_the_small_helpers(sessions: async_sessionmaker[AsyncSession]) -> 
     assert stored is not None and stored.reminders_enabled is False
     # Roles come from the roster only.
     assert people.roles_of(Person(roles=["admin"], in_roster=False)) == frozenset()
-
-
-async def test_record_person_still_finds_by_aad_id_then_teams_id(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    account = _account()
-    async with transaction(sessions) as session:
-        created = await people.record_person(
-            session, aad_object_id=None, teams_id=account.teams_id, name=account.name
-        )
-    async with transaction(sessions) as session:
-        found = await people.record_person(
-            session,
-            aad_object_id=account.aad_object_id,
-            teams_id=account.teams_id,
-            name=account.name,
-        )
-        rows = await session.exec(select(Person).where(col(Person.teams_id) == account.teams_id))
-        assert [row.id for row in rows] == [created.id]
-    assert found.id == created.id and found.aad_object_id == account.aad_object_id
