@@ -472,7 +472,10 @@ _EMPTY_FORM = {
     "anonymous": "false",
 }
 _NO_SUCH_IDEA = "I can't find that idea. Type **my ideas** to see yours."
-_NOT_YOUR_ACTION = "I can't find that among your actions, so nothing was changed."
+_NOT_YOUR_ACTION = (
+    "I can't find that among your actions, so nothing was changed. "
+    "Type **my actions** to see yours."
+)
 
 
 async def _maybe_idea(session: AsyncSession, idea_id: int | None) -> IdeaView | None:

@@ -175,7 +175,10 @@ class MakingItReal:
             await turn_context.send_activity(_NOT_YOURS)
             return
         if found.status != "scheduled":
-            await turn_context.send_activity("That session can't be rescheduled any more.")
+            await turn_context.send_activity(
+                "That session has been logged or cancelled, so it can't be rescheduled. "
+                "Type **schedule session** to put a new one in the diary."
+            )
             return
         values = {
             "date": found.session_date.isoformat(),
@@ -345,7 +348,9 @@ class MakingItReal:
             return
         except (IntegrityError, mir.AlreadyLogged):
             # The same form stored by a concurrent turn (a double press, two replicas).
-            await turn_context.send_activity("That session was already logged.")
+            await turn_context.send_activity(
+                "That session was already logged. Type **my actions** to follow up its changes."
+            )
             return
         if created:
             logger.info("MIR session logged with %d action(s)", len(actions))
@@ -642,7 +647,10 @@ class MakingItReal:
         )
 
 
-_NOT_YOURS = "I can't find that among your sessions or actions, so nothing was changed."
+_NOT_YOURS = (
+    "I can't find that among your sessions or actions, so nothing was changed. "
+    "Type **my sessions** or **my actions** to see yours."
+)
 _OLD_BUTTON = "That button belongs to an older version of this card. Type **help** to start again."
 
 
