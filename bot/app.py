@@ -122,8 +122,7 @@ async def messages(request: web.Request) -> web.Response:
     try:
         # NUL cannot be stored in PostgreSQL text and is never meant: drop it from every
         # string, so a form holding one is checked like any other rather than failing.
-        body = json.loads(await request.text(), object_hook=_without_nul)
-        body = _without_nul(body) if isinstance(body, str) else body
+        body = _without_nul(json.loads(await request.text()))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return _problem(HTTPStatus.BAD_REQUEST, "The body is not valid JSON.")
     if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
@@ -171,19 +170,13 @@ def _invoke_response(invoke_response: InvokeResponse | None) -> web.Response:
 
 
 def _without_nul(value: Any) -> Any:
-    """`value` with NUL characters removed from its strings (keys and values), one level:
-    json.loads calls it for every object, innermost first."""
+    """The parsed JSON `value` with NUL characters removed from every string in it."""
     if isinstance(value, str):
         return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
     if isinstance(value, dict):
-        return {
-            _without_nul(key): [_without_nul(v) for v in item]
-            if isinstance(item, list)
-            else _without_nul(item)
-            if isinstance(item, str)
-            else item
-            for key, item in value.items()
-        }
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
     return value
 
 

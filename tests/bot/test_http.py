@@ -119,7 +119,10 @@ async def test_malformed_universal_actions_are_4xx_or_refused_never_5xx(
     assert reply.sent == []
 
 
-async def test_nul_characters_are_dropped_not_fatal(client: TeamsClient) -> None:
-    reply = await client.say("status al\u0000loy")
+async def test_nul_characters_are_dropped_not_fatal(officer: TeamsClient) -> None:
+    """PostgreSQL text cannot hold NUL: an update typed with one is stored without it."""
+    form = (await officer.say("post update tascomi")).card
+    reply = await officer.press(form, "Post update", text="Go-live\u0000 agreed.", rag="green")
     assert reply.status == 201
-    assert "Currently in delivery" in card_text(reply.card)
+    seen = card_text(reply.card)
+    assert "Update posted" in seen and "Go-live agreed." in seen
