@@ -142,10 +142,7 @@ class OutboxWorker:
     async def _send(self, delivery: outbox.Delivery) -> _Outcome:
         if delivery.reference is None:
             return _Outcome(ok=False, error="no conversation reference", status=404)
-        reference = ConversationReference().deserialize(delivery.reference)
-        if delivery.tenant_id and reference.conversation is not None:
-            # The serialised reference lost it (see storage.models.ConversationReference).
-            reference.conversation.tenant_id = delivery.tenant_id
+        reference = restore_reference(delivery.reference, delivery.tenant_id)
         activity = Activity().deserialize(delivery.payload)
         result: list[_Outcome] = []
 
@@ -167,6 +164,15 @@ class OutboxWorker:
         except Exception as error:  # e.g. a token could not be had
             return _failure(error)
         return result[0] if result else _Outcome(ok=False, error="nothing was sent")
+
+
+def restore_reference(stored: dict[str, Any], tenant_id: str | None) -> ConversationReference:
+    """A stored conversation reference, with the tenant id put back: botbuilder drops it when
+    it serialises one (see storage.models.ConversationReference), and Teams needs it."""
+    reference = ConversationReference().deserialize(stored)
+    if tenant_id and reference.conversation is not None:
+        reference.conversation.tenant_id = tenant_id
+    return reference
 
 
 def _failure(error: Exception) -> _Outcome:

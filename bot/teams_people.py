@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
+from bot.proactive import restore_reference
 from dialogs.common import Caller
 from storage import outbox, people
 from storage.db import transaction
@@ -118,10 +119,9 @@ async def send_privately(
 
     try:
         if reference is not None:
-            known = ConversationReference().deserialize(reference)
-            if known.conversation is not None and tenant_id:
-                known.conversation.tenant_id = tenant_id
-            await adapter.continue_conversation(known, send, app_id)
+            await adapter.continue_conversation(
+                restore_reference(reference, tenant_id), send, app_id
+            )
         else:
             await _open_private_chat(turn_context, caller, adapter, app_id, sessions, send)
     except Exception:
