@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKeyConstraint,
+    Index,
     PrimaryKeyConstraint,
     Text,
     UniqueConstraint,
@@ -179,6 +180,57 @@ class OutboxMessage(SQLModel, table=True):
     sent_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+    # Set by each claim; only the holder of the current claim may record the outcome.
+    claim_token: str | None = Field(default=None, max_length=32)
+    last_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # Times a worker died (or lost its claim) after starting to send this message, so that
+    # Teams may have posted it before the retry: the one way a message can arrive twice.
+    unknown_outcomes: int = 0
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """Every request the outbox worker makes to the Bot Connector, written just before it is
+    made. The log is shared by every replica: it is what keeps the bot within Teams' rate
+    limits (bot/proactive.py) and what tells a retry whether an earlier attempt had started.
+    Rows older than the longest rate window are pruned."""
+
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "attempt", name="uq_delivery_attempt_outbox_attempt"),
+        Index("ix_delivery_attempt_conversation_at", "conversation_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int  # no foreign key: outbox rows may be purged before this log is
+    attempt: int
+    conversation_id: str = Field(max_length=400)
+    at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
+
+
+class DigestSubscription(SQLModel, table=True):
+    """A channel that gets the weekly digest, and when (a weekday and a local time in the
+    bot's TIMEZONE). Ended subscriptions are kept (active false) with why they ended."""
+
+    __tablename__ = "digest_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(unique=True, max_length=400)  # the channel's id
+    team_id: str | None = Field(default=None, index=True, max_length=400)
+    weekday: int = 0  # 0 Monday ... 6 Sunday
+    send_time: str = Field(default="09:00", max_length=5)  # HH:MM, local
+    active: bool = Field(default=True, index=True)
+    subscribed_by: int | None = Field(default=None, foreign_key="person.id")
+    # Scheduled times before this do not count: subscribing on Monday at 10:00 does not
+    # send that Monday's 09:00 digest as "missed".
+    schedule_changed_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    ended_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    end_reason: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
 
 
 class JobRun(SQLModel, table=True):

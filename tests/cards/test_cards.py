@@ -21,6 +21,8 @@ from storage.views import (
     UpdateView,
     WorkstreamView,
 )
+from tests.cards.test_digest_card import MATRIX as DIGEST_MATRIX
+from tests.cards.test_digest_card import WIDE as DIGEST_WIDE
 from tests.cards.test_idea_cards import MATRIX as IDEA_MATRIX
 from tests.cards.test_idea_cards import WIDE as IDEA_WIDE
 from tests.cards.test_mir_cards import MATRIX as MIR_MATRIX
@@ -45,7 +47,8 @@ WIDE_CARDS = (
     }
     | MIR_WIDE
     | IDEA_WIDE
-)  # the Making It Real and ideas cards say which are wide
+    | DIGEST_WIDE
+)  # the Making It Real, ideas and digest cards say which are wide
 
 
 @pytest.fixture(scope="session")
@@ -371,11 +374,11 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {"text": "OK, no update posted.", "style": style}
         for style in ("default", "attention", "good", "warning")
     ],
-    # The Making It Real and ideas cards, in the states their own modules render them in
-    # (the hostile state is left to those modules: its text holds markup on purpose).
+    # The Making It Real, ideas and digest cards, in the states their own modules render them
+    # in (the hostile state is left to those modules: its text holds markup on purpose).
     **{
         name: [context for state, context in states.items() if state != "hostile"]
-        for name, states in (MIR_MATRIX | IDEA_MATRIX).items()
+        for name, states in (MIR_MATRIX | IDEA_MATRIX | DIGEST_MATRIX).items()
     },
 }
 RENDERED = [
