@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -17,23 +18,31 @@ from botbuilder.core import ConversationState, InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
+    ConfigurationServiceClientCredentialFactory,
 )
 from botbuilder.schema import Activity
-from botframework.connector.auth import ServiceClientCredentialsFactory
+from botframework.connector.auth import (
+    AppCredentials,
+    AuthenticationConstants,
+    ServiceClientCredentialsFactory,
+)
 from msrest.serialization import Model
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.background import OutboxLoop, morning_reminders_forever, running
+from bot.background import OutboxLoop, running
 from bot.config import Settings, botframework_config
+from bot.connector import BotConnector, TokenSource
 from bot.handler import OurCambridgeBot
-from bot.proactive import OutboxWorker
+from bot.proactive import DeliveryPolicy, OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
+from bot.scheduler import Scheduler
 from bot.state_storage import SqlStorage
 from dialogs.ideas import record_triage_post
 from storage import activities
 from storage.db import create_engine, is_unavailable, ping, session_factory, transaction
 from storage.models import utcnow
+from storage.ratelimit import TEAMS_LIMITS, Window
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +69,8 @@ def create_app(
     sessions = session_factory(engine)
     conversation_state = ConversationState(SqlStorage(sessions))
     adapter = build_adapter(settings, credentials_factory=credentials_factory)
-    worker = build_worker(settings, adapter, sessions)
-    outbox_loop = OutboxLoop(worker)
+    worker = build_worker(settings, sessions, credentials_factory=credentials_factory)
+    outbox_loop = OutboxLoop(worker, sessions)
     bot = OurCambridgeBot(
         settings=settings,
         sessions=sessions,
@@ -92,15 +101,63 @@ def create_app(
 
 
 def build_worker(
-    settings: Settings, adapter: CloudAdapter, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    credentials_factory: ServiceClientCredentialsFactory | None = None,
+    policy: DeliveryPolicy | None = None,
 ) -> OutboxWorker:
-    """The outbox's delivery worker (the app and `ourcambridge reminders run` use it)."""
+    """The outbox's delivery worker (the app and the CLI's sending commands use it)."""
+    policy = policy or delivery_policy(settings)
+    connector = BotConnector(
+        token=outgoing_token_source(settings, credentials_factory), timeout=policy.send_timeout
+    )
     return OutboxWorker(
-        adapter=adapter,
-        app_id=settings.microsoft_app_id,
+        connector=connector,
         sessions=sessions,
+        policy=policy,
         on_sent=functools.partial(record_triage_post, sessions),
     )
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    limits = TEAMS_LIMITS
+    return DeliveryPolicy(
+        limits=dataclasses.replace(limits, per_bot=(Window(1, settings.outbox_max_per_second),)),
+        concurrency=settings.outbox_concurrency,
+        send_timeout=settings.outbox_send_timeout_seconds,
+        lease=timedelta(seconds=settings.outbox_lease_seconds),
+        first_backoff=timedelta(seconds=settings.outbox_first_backoff_seconds),
+    )
+
+
+def outgoing_token_source(
+    settings: Settings, credentials_factory: ServiceClientCredentialsFactory | None
+) -> TokenSource | None:
+    """The bearer token for the Bot Connector, from the same credentials botbuilder uses
+    (app secret, single tenant or managed identity); None when authentication is off."""
+    if not settings.authentication_enabled:
+        return None
+    factory = credentials_factory or ConfigurationServiceClientCredentialFactory(
+        botframework_config(settings)
+    )
+    credentials: list[AppCredentials] = []
+
+    async def token() -> str | None:
+        if not credentials:
+            credentials.append(
+                await factory.create_credentials(
+                    settings.microsoft_app_id,
+                    AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE,
+                    AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL,
+                    True,
+                )
+            )
+        # MSAL caches the token and renews it before it expires; renewing calls Entra ID
+        # with a blocking client, so it runs off the event loop.
+        return await asyncio.to_thread(credentials[0].get_access_token) or None
+
+    return token
 
 
 def build_adapter(
@@ -204,15 +261,21 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def _background_work(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    schedules = Scheduler(
+        session_factory(app[ENGINE]),
+        zone=settings.zone,
+        reminders_at=settings.reminder_time,
+        queued=app[OUTBOX].kick,
+    )
     loops = [app[OUTBOX].run_forever()]
-    if settings.reminder_time is not None:
-        loops.append(
-            morning_reminders_forever(
-                session_factory(app[ENGINE]), app[WORKER], settings.zone, settings.reminder_time
-            )
-        )
+    if settings.scheduler_enabled:
+        loops.append(schedules.run_forever())
     async with running(*loops):
         yield
+        # Finish the sends in flight and give back the rest before the loops are cancelled:
+        # a stopped replica (a deploy, scaling in) then loses and repeats nothing.
+        await app[OUTBOX].stop(wait_seconds=app[WORKER].policy.send_timeout + 5)
+    await app[WORKER].close()
 
 
 async def _engine_lifetime(app: web.Application) -> AsyncIterator[None]:

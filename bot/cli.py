@@ -113,6 +113,56 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="the day to run for (default: today in TIMEZONE)",
     )
+
+    outbox_parser = commands.add_parser(
+        "outbox", help="the queue of messages the bot sends on its own"
+    )
+    outbox_commands = outbox_parser.add_subparsers(
+        dest="outbox_command", required=True, metavar="OUTBOX_COMMAND"
+    )
+    outbox_commands.add_parser(
+        "status",
+        help="pending, sending, sent and failed counts, and the latest failures",
+        description=(
+            "Show how many messages are pending (new or waiting to be retried), being sent, "
+            "sent and failed, how many may have reached Teams twice (a worker died after "
+            "sending and before recording it), and the latest failures with their reasons."
+        ),
+    )
+
+    digest_parser = commands.add_parser("digest", help="the weekly digest posted to channels")
+    digest_commands = digest_parser.add_subparsers(
+        dest="digest_command", required=True, metavar="DIGEST_COMMAND"
+    )
+    send = digest_commands.add_parser(
+        "send",
+        help="queue the digests that are due (with --now: this week's for every channel)",
+        description=(
+            "Put in the outbox the digest of every subscribed channel whose weekly time has "
+            "come (missed by less than a day) and that has not had this week's; with --now, "
+            "this week's digest of every subscribed channel, whatever its day and time. A "
+            "channel never gets two digests in one week. The serving bot delivers them."
+        ),
+    )
+    send.add_argument(
+        "--now", action="store_true", help="queue this week's digest for every channel now"
+    )
+    preview = digest_commands.add_parser(
+        "preview",
+        help="write a digest card's JSON (an Adaptive Card) to standard output",
+        description=(
+            "Write the digest card as JSON: by default the one a channel would get now "
+            "(the seven days to now), or with --week the one covering that ISO week, Monday "
+            "to Sunday in TIMEZONE."
+        ),
+    )
+    preview.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_card",
+        help="write the card JSON to standard output (the default; kept for scripts)",
+    )
+    preview.add_argument("--week", metavar="YYYY-Www", help="the ISO week, e.g. 2022-W24")
     return parser
 
 
@@ -146,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_export_ideas(settings, args.format, args.output))
     if args.command == "reminders":
         return asyncio.run(_run_reminders(settings, args.date))
+    if args.command == "outbox":
+        return asyncio.run(_outbox_status(settings))
+    if args.command == "digest" and args.digest_command == "send":
+        return asyncio.run(_send_digests(settings, now=args.now))
+    if args.command == "digest":
+        return asyncio.run(_preview_digest(settings, args.week))
     return 2
 
 
@@ -237,19 +293,101 @@ async def _export_ideas(settings: Settings, file_format: str, output: Path | Non
 
 
 async def _run_reminders(settings: Settings, day: date | None) -> int:
-    from bot.app import build_adapter, build_worker
+    from bot.app import build_worker
     from bot.reminders import run_reminders
     from storage.db import create_engine, session_factory
 
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    worker = build_worker(settings, build_adapter(settings), sessions)
+    worker = build_worker(settings, sessions)
     try:
         today = day or datetime.now(settings.zone).date()
         run = await run_reminders(sessions, worker, today=today, zone=settings.zone)  # logs it
     finally:
+        await worker.close()
         await engine.dispose()
     return 1 if run.delivery.failed else 0
+
+
+async def _outbox_status(settings: Settings) -> int:
+    from storage import outbox
+    from storage.db import create_engine, session_factory
+    from storage.models import utcnow
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            status = await outbox.status(session, now=utcnow())
+    finally:
+        await engine.dispose()
+    counts = status.counts
+    lines = [
+        f"pending  {counts['pending']:>8}  ({status.retrying} waiting to be retried)",
+        f"sending  {counts['sending']:>8}",
+        f"sent     {counts['sent']:>8}",
+        f"failed   {counts['failed']:>8}",
+        f"may have been sent twice: {status.unknown_outcomes}",
+    ]
+    if status.oldest_due is not None:
+        lines.append(f"oldest message due since: {status.oldest_due.isoformat()}")
+    if status.latest_failures:
+        lines.append("latest failures:")
+        lines.extend(
+            f"  #{failure.id} {failure.dedupe_key} to {failure.conversation_id[:40]}: "
+            f"{failure.error} ({failure.attempts} attempt{'' if failure.attempts == 1 else 's'}"
+            f"{', ' + failure.at.isoformat() if failure.at else ''})"
+            for failure in status.latest_failures
+        )
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+async def _send_digests(settings: Settings, *, now: bool) -> int:
+    from bot.digests import queue_digests_now, queue_due_digests
+    from storage.db import create_engine, session_factory
+    from storage.models import utcnow
+
+    engine = create_engine(settings.database_url)
+    try:
+        queue = queue_digests_now if now else queue_due_digests
+        run = await queue(session_factory(engine), now=utcnow(), zone=settings.zone)
+    finally:
+        await engine.dispose()
+    sys.stdout.write(
+        f"{run.queued} digest(s) queued, {run.already_queued} already queued this week"
+        + (f", {run.missed} missed by more than a day" if run.missed else "")
+        + "\n"
+    )
+    return 0
+
+
+async def _preview_digest(settings: Settings, week: str | None) -> int:
+    import json
+    from datetime import timedelta
+
+    from bot.digests import digest_card
+    from storage.db import create_engine, session_factory
+    from storage.digest import week_period
+    from storage.models import utcnow
+
+    if week is None:
+        end = utcnow()
+        start = end - timedelta(days=7)
+    else:
+        try:
+            start, end = week_period(week, settings.zone)
+        except ValueError:
+            sys.stderr.write(f"ourcambridge: --week {week!r} is not an ISO week like 2022-W24\n")
+            return 2
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            activity = await digest_card(session, start=start, end=end, zone=settings.zone)
+    finally:
+        await engine.dispose()
+    card = activity["attachments"][0]["content"]
+    sys.stdout.write(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -55,6 +55,30 @@ class Settings(BaseSettings):
     # Local time of the morning reminder run, or "off" (then run `ourcambridge reminders run`
     # from an external scheduler instead).
     reminders_at: str = Field(default="08:00", validation_alias=AliasChoices("REMINDERS_AT"))
+    # Every replica runs the schedules (weekly digests, morning reminders, the ideas
+    # call-out); turn them off to drive them from outside with `ourcambridge digest send`
+    # and `ourcambridge reminders run`.
+    scheduler_enabled: bool = Field(
+        default=True, validation_alias=AliasChoices("SCHEDULER_ENABLED")
+    )
+    # The outbox worker (bot/proactive.py DeliveryPolicy holds the defaults and why).
+    outbox_concurrency: int = Field(
+        default=16, ge=1, le=100, validation_alias=AliasChoices("OUTBOX_CONCURRENCY")
+    )
+    outbox_lease_seconds: float = Field(
+        default=900, gt=0, validation_alias=AliasChoices("OUTBOX_LEASE_SECONDS")
+    )
+    outbox_send_timeout_seconds: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("OUTBOX_SEND_TIMEOUT_SECONDS")
+    )
+    outbox_first_backoff_seconds: float = Field(
+        default=30, gt=0, validation_alias=AliasChoices("OUTBOX_FIRST_BACKOFF_SECONDS")
+    )
+    # Requests a second to the Bot Connector for the whole bot, all replicas together. Teams
+    # allows 50 per app per tenant; set it lower if other apps of yours share that budget.
+    outbox_max_per_second: int = Field(
+        default=50, ge=1, le=50, validation_alias=AliasChoices("OUTBOX_MAX_PER_SECOND")
+    )
     allow_unauthenticated_network: bool = Field(
         default=False, validation_alias=AliasChoices("ALLOW_UNAUTHENTICATED_NETWORK")
     )

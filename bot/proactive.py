@@ -1,16 +1,22 @@
-"""Delivering the outbox: messages the bot sends on its own (reminders, nudges).
+"""Delivering the outbox: every message the bot sends on its own (digests, reminders,
+nudges, idea notifications).
 
 Each message was written to the outbox first (storage/outbox.py); this worker claims due
-rows, sends each through the Bot Connector with the stored conversation reference, and
-records the outcome. Failures Teams asks us to retry (429, 412, 5xx) are tried again later
-with exponential backoff and jitter, honouring Retry-After; a 403 or 404 (the app was
-removed, the user blocked it) fails the message for good and forgets the conversation.
+rows, waits for room within Teams' rate limits (storage/ratelimit.py, shared by replicas),
+sends each through the Bot Connector with the stored conversation reference, and records
+the outcome. Failures Teams asks us to retry (429, 412, 502, 503, 504, or no answer) are
+tried again later with exponential backoff and jitter, honouring Retry-After, up to a
+bounded number of attempts; a 403 or 404 (the app was removed, the person blocked it) fails
+the message for good and forgets the conversation.
+
+Delivery is at least once. A message is sent twice only if a worker dies (or loses the
+database) after Teams accepted it and before the outcome was recorded; the retry then
+counts it in `outbox.unknown_outcomes`, which `ourcambridge outbox status` reports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -18,152 +24,247 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from botbuilder.core import BotAdapter, TurnContext
 from botbuilder.schema import Activity, ConversationReference
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import outbox
+from bot.connector import BotConnector, SendResult
+from storage import outbox, ratelimit
 from storage.db import transaction
 from storage.models import utcnow
+from storage.ratelimit import TEAMS_LIMITS, RateLimits
 
 logger = logging.getLogger(__name__)
 
-# Teams asks bots to retry these (https://learn.microsoft.com/microsoftteams/platform/bots/
-# how-to/rate-limit): throttled, precondition failed, and transient server errors.
-RETRIABLE_STATUSES = frozenset({412, 429, 500, 502, 503, 504})
+# Teams asks bots to retry these ("Optimize your bot with rate limiting in Teams",
+# https://learn.microsoft.com/microsoftteams/platform/bots/how-to/rate-limit): throttled,
+# precondition failed, and the gateway's transient errors. No answer at all (a timeout, a
+# dropped connection) is retried too.
+RETRIABLE_STATUSES = frozenset({412, 429, 502, 503, 504})
 # The bot was removed from the conversation, or the person blocked it.
 GONE_STATUSES = frozenset({403, 404})
 MAX_ATTEMPTS = 6
-FIRST_BACKOFF = timedelta(seconds=30)
-MAX_BACKOFF = timedelta(hours=1)
-# A send that takes longer than this is abandoned (and retried): the connector's own timeout
-# is about 100 s, far longer than a claim should wait.
-SEND_TIMEOUT_SECONDS = 30.0
-# Messages claimed at a time, and how long the claim lasts: longer than sending the whole
-# batch can take (BATCH x SEND_TIMEOUT), so a claim only runs out when its worker died.
-BATCH = 20
-LEASE = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    limits: RateLimits = TEAMS_LIMITS
+    # Sends in flight at once, per worker. Enough to reach the per-bot limit (50 a second)
+    # when Teams takes a few hundred milliseconds to answer each.
+    concurrency: int = 16
+    # A send that takes longer is abandoned and retried; the connector's own timeout is
+    # about 100 s, far longer than a claim should wait.
+    send_timeout: float = 30.0
+    # How long a claim lasts: longer than the longest wait for a rate-limit slot plus a send,
+    # so a claim only runs out when its worker died.
+    lease: timedelta = timedelta(minutes=15)
+    max_attempts: int = MAX_ATTEMPTS
+    first_backoff: timedelta = timedelta(seconds=30)
+    max_backoff: timedelta = timedelta(hours=1)
+    # A message whose conversation is at its limit for longer than this goes back to the
+    # queue until then, instead of holding one of the worker's places.
+    max_wait: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.lease.total_seconds() <= self.send_timeout + self.max_wait:
+            raise ValueError("the lease must outlast a send and a wait for a rate-limit slot")
 
 
 # (dedupe key, conversation id, activity id) of a message just sent.
 SentHook = Callable[[str, str, str], Awaitable[None]]
+# Told of a conversation the bot can no longer write to (in the transaction recording it).
+GoneHook = Callable[[AsyncSession, str], Awaitable[None]]
 
 
 @dataclass
 class DeliveryReport:
     sent: int = 0
-    retried: int = 0
-    failed: int = 0
+    retried: int = 0  # failed, to be tried again later
+    failed: int = 0  # failed for good
+    deferred: int = 0  # back in the queue unsent: its conversation was at its rate limit
+    released: int = 0  # back in the queue unsent: the worker is stopping
 
+    def add(self, other: DeliveryReport) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.deferred += other.deferred
+        self.released += other.released
 
-@dataclass(frozen=True)
-class _Outcome:
-    ok: bool
-    activity_id: str | None = None  # the id Teams gave the message sent
-    error: str = ""
-    status: int | None = None
-    retry_after: float | None = None
+    @property
+    def anything(self) -> bool:
+        return bool(self.sent or self.retried or self.failed or self.deferred or self.released)
 
 
 class OutboxWorker:
     def __init__(
         self,
         *,
-        adapter: BotAdapter,
-        app_id: str,
+        connector: BotConnector,
         sessions: async_sessionmaker[AsyncSession],
+        policy: DeliveryPolicy | None = None,
         on_sent: SentHook | None = None,
+        on_gone: GoneHook | None = None,
     ) -> None:
-        self._adapter = adapter
-        self._app_id = app_id
+        self._connector = connector
         self._sessions = sessions
+        self.policy = policy or DeliveryPolicy()
         # Told of each message sent, e.g. to remember where a card was posted so that it can
         # be updated in place.
         self._on_sent = on_sent
+        self._on_gone = on_gone
+        self._stopping = False
 
-    async def deliver_due(
-        self, *, limit: int = BATCH, now: datetime | None = None
-    ) -> DeliveryReport:
-        """Send what is due now, once. Returns what happened to the claimed messages."""
-        now = now or utcnow()
-        async with transaction(self._sessions) as session:
-            claimed = await outbox.claim_due(session, now=now, limit=limit, lease=LEASE)
+    async def close(self) -> None:
+        await self._connector.close()
+
+    def stop(self) -> None:
+        """Finish the sends in flight, give back what is claimed but not yet sent, claim no
+        more: another replica (or this one, restarted) delivers the rest without waiting for
+        the claims to run out."""
+        self._stopping = True
+
+    async def deliver_due(self, *, now: datetime | None = None) -> DeliveryReport:
+        """Send what is due (at `now`, default the clock's now) until nothing more is,
+        keeping up to `policy.concurrency` sends in flight. Returns what happened."""
         report = DeliveryReport()
-        for delivery in claimed:
-            outcome = await self._send(delivery)
-            retry_at = None if outcome.ok else _retry_at(delivery.attempts, outcome, utcnow())
-            async with transaction(self._sessions) as session:
-                if outcome.ok:
-                    recorded = await outbox.mark_sent(
-                        session, message_id=delivery.id, attempt=delivery.attempts, now=utcnow()
-                    )
-                else:
-                    recorded = await outbox.mark_failed(
-                        session,
-                        message_id=delivery.id,
-                        attempt=delivery.attempts,
-                        error=outcome.error,
-                        retry_at=retry_at,
-                    )
-                    if outcome.status in GONE_STATUSES:
-                        # Removed or blocked: stop writing there; the person now shows as
-                        # unreachable in the leader and programme views.
-                        await outbox.forget_conversation(
-                            session, conversation_id=delivery.conversation_id
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                room = self.policy.concurrency - len(in_flight)
+                claimed: list[outbox.Delivery] = []
+                if room > 0:
+                    async with transaction(self._sessions) as session:
+                        claimed = await outbox.claim_due(
+                            session, now=now or utcnow(), limit=room, lease=self.policy.lease
                         )
-            if not recorded:
-                # The row id, not the key: a key can name a person (an idea's submitter).
-                logger.warning(
-                    "Outbox message %d: the claim ran out before its outcome was recorded",
-                    delivery.id,
-                )
-            if outcome.ok:
-                report.sent += 1
-                if self._on_sent is not None and outcome.activity_id:
-                    try:
-                        await self._on_sent(
-                            delivery.dedupe_key, delivery.conversation_id, outcome.activity_id
-                        )
-                    except Exception:
-                        logger.warning("Recording a sent message failed", exc_info=True)
-            elif retry_at is None:
-                report.failed += 1
-                logger.warning(
-                    "Gave up on outbox message %d after %d attempt(s): %s",
-                    delivery.id,
-                    delivery.attempts,
-                    outcome.error,
-                )
-            else:
-                report.retried += 1
+                for delivery in claimed:
+                    in_flight.add(asyncio.create_task(self._deliver(delivery, report)))
+                if not in_flight:
+                    break
+                if len(claimed) < room or room == 0:
+                    # Nothing more due now, or no room: wait for a send to finish first.
+                    _, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED
+                    )
+        finally:
+            # Sends in flight are finished and recorded, even when this is cancelled: a send
+            # abandoned half-way is one whose outcome nobody knows.
+            if in_flight:
+                await asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True))
         return report
 
-    async def _send(self, delivery: outbox.Delivery) -> _Outcome:
-        if delivery.reference is None:
-            return _Outcome(ok=False, error="no conversation reference", status=404)
-        reference = restore_reference(delivery.reference, delivery.tenant_id)
-        activity = Activity().deserialize(delivery.payload)
-        result: list[_Outcome] = []
-
-        async def send(turn_context: TurnContext) -> None:
-            # Errors are caught here: raised, they would go to the adapter's on_turn_error,
-            # which answers a person's message, and be swallowed (PLATFORM-NOTES).
-            try:
-                response = await turn_context.send_activity(activity)
-            except Exception as error:  # the connector's errors come in many types
-                result.append(_failure(error))
-            else:
-                result.append(_Outcome(ok=True, activity_id=response.id if response else None))
-
+    async def _deliver(self, delivery: outbox.Delivery, report: DeliveryReport) -> None:
         try:
-            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                await self._adapter.continue_conversation(reference, send, self._app_id)
-        except TimeoutError:
-            return _Outcome(ok=False, error="timed out")
-        except Exception as error:  # e.g. a token could not be had
-            return _failure(error)
-        return result[0] if result else _Outcome(ok=False, error="nothing was sent")
+            if delivery.reference is None:
+                # Forgotten after a 403/404 or the app's removal: nothing is sent there.
+                await self._record(delivery, SendResult(status=None, error="unreachable"), report)
+                return
+            if not await self._reserve(delivery, report):
+                return
+            reference = restore_reference(delivery.reference, delivery.tenant_id)
+            result = await self._connector.send(reference, Activity().deserialize(delivery.payload))
+            await self._record(delivery, result, report)
+        except Exception as error:
+            # Most likely the database went away. The claim runs out and the message is
+            # tried again then; nothing is lost.
+            logger.warning(
+                "Outbox message %d: delivery interrupted (%s); it will be retried when its "
+                "claim runs out",
+                delivery.id,
+                type(error).__name__,
+            )
+
+    async def _reserve(self, delivery: outbox.Delivery, report: DeliveryReport) -> bool:
+        """Wait for room within the rate limits and log the request. False if the message
+        went back to the queue instead."""
+        while True:
+            if self._stopping:
+                async with transaction(self._sessions) as session:
+                    await outbox.release(session, delivery=delivery, at=utcnow())
+                report.released += 1
+                return False
+            async with transaction(self._sessions) as session:
+                free_at = await ratelimit.reserve(
+                    session,
+                    limits=self.policy.limits,
+                    outbox_id=delivery.id,
+                    attempt=delivery.attempts,
+                    conversation_id=delivery.conversation_id,
+                    now=utcnow(),
+                )
+            if free_at is None:
+                return True
+            wait = (free_at - utcnow()).total_seconds()
+            if wait > self.policy.max_wait:
+                async with transaction(self._sessions) as session:
+                    await outbox.release(session, delivery=delivery, at=free_at)
+                report.deferred += 1
+                return False
+            # A little jitter, so the sends waiting for the same moment do not all ask at once.
+            await asyncio.sleep(max(wait, 0.0) + random.uniform(0.0, 0.01))
+
+    async def _record(
+        self, delivery: outbox.Delivery, result: SendResult, report: DeliveryReport
+    ) -> None:
+        retry_at = None if result.ok else self._retry_at(delivery.attempts, result, utcnow())
+        gone = result.status in GONE_STATUSES or result.error == "unreachable"
+        async with transaction(self._sessions) as session:
+            if result.ok:
+                recorded = await outbox.mark_sent(session, delivery=delivery, now=utcnow())
+            else:
+                recorded = await outbox.mark_failed(
+                    session, delivery=delivery, error=result.error, retry_at=retry_at
+                )
+                if gone and result.status is not None:
+                    # Removed or blocked: stop writing there; a person now shows as
+                    # unreachable in the leader and programme views.
+                    await outbox.forget_conversation(
+                        session, conversation_id=delivery.conversation_id
+                    )
+                    if self._on_gone is not None:
+                        await self._on_gone(session, delivery.conversation_id)
+        if not recorded:
+            # The row id, not the key: a key can name a person (an idea's submitter).
+            logger.warning(
+                "Outbox message %d: the claim ran out before its outcome was recorded",
+                delivery.id,
+            )
+        if result.ok:
+            report.sent += 1
+            if self._on_sent is not None and result.activity_id:
+                try:
+                    await self._on_sent(
+                        delivery.dedupe_key, delivery.conversation_id, result.activity_id
+                    )
+                except Exception:
+                    logger.warning("Recording a sent message failed", exc_info=True)
+        elif retry_at is None:
+            report.failed += 1
+            logger.warning(
+                "Gave up on outbox message %d after %d attempt(s): %s",
+                delivery.id,
+                delivery.attempts,
+                result.error,
+            )
+        else:
+            report.retried += 1
+
+    def _retry_at(self, attempts: int, result: SendResult, now: datetime) -> datetime | None:
+        """When to try again, or None to give up: not retriable, or attempts used up."""
+        retriable = (
+            result.status in RETRIABLE_STATUSES
+            if result.status is not None
+            else result.error != "unreachable"
+        )
+        if not retriable or attempts >= self.policy.max_attempts:
+            return None
+        backoff = min(self.policy.first_backoff * (2 ** (attempts - 1)), self.policy.max_backoff)
+        # Jitter spreads the retries of many messages throttled at once.
+        delay = timedelta(seconds=random.uniform(0.5, 1.0) * backoff.total_seconds())
+        if result.retry_after is not None:
+            delay = max(delay, timedelta(seconds=result.retry_after))
+        return now + delay
 
 
 def restore_reference(stored: dict[str, Any], tenant_id: str | None) -> ConversationReference:
@@ -173,34 +274,3 @@ def restore_reference(stored: dict[str, Any], tenant_id: str | None) -> Conversa
     if tenant_id and reference.conversation is not None:
         reference.conversation.tenant_id = tenant_id
     return reference
-
-
-def _failure(error: Exception) -> _Outcome:
-    response: Any = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    headers = getattr(response, "headers", None) or {}
-    retry_after: float | None = None
-    value = headers.get("Retry-After")
-    if value is not None:
-        with contextlib.suppress(TypeError, ValueError):
-            # Seconds; the HTTP-date form is not used by the Bot Connector.
-            retry_after = float(value)
-    return _Outcome(
-        ok=False,
-        error=f"{type(error).__name__}: {status or ''}".strip(": "),
-        status=status if isinstance(status, int) else None,
-        retry_after=retry_after,
-    )
-
-
-def _retry_at(attempts: int, outcome: _Outcome, now: datetime) -> datetime | None:
-    """When to try again, or None to give up: not retriable, or attempts used up."""
-    retriable = outcome.status is None or outcome.status in RETRIABLE_STATUSES
-    if not retriable or attempts >= MAX_ATTEMPTS:
-        return None
-    backoff = min(FIRST_BACKOFF * (2 ** (attempts - 1)), MAX_BACKOFF)
-    # Full jitter spreads the retries of many messages throttled at once.
-    delay = timedelta(seconds=random.uniform(0.5, 1.0) * backoff.total_seconds())
-    if outcome.retry_after is not None:
-        delay = max(delay, timedelta(seconds=outcome.retry_after))
-    return now + delay

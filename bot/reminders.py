@@ -101,13 +101,7 @@ async def run_reminders(
     what is due, until nothing is left to send now."""
     run = await queue_reminders(sessions, today=today)
     await queue_stale_ideas(sessions, today=today, zone=zone)
-    while True:
-        report = await worker.deliver_due()
-        run.delivery.sent += report.sent
-        run.delivery.retried += report.retried
-        run.delivery.failed += report.failed
-        if not (report.sent or report.retried or report.failed):
-            break
+    run.delivery = await worker.deliver_due()
     logger.info(
         "Reminders for %s: %d due, %d queued, %d already queued, %d unreachable, "
         "%d sent, %d to retry, %d failed",

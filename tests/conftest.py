@@ -97,3 +97,14 @@ async def fresh_database_url(database_url: str, tmp_path: Path) -> AsyncIterator
         async with admin.connect() as connection:
             await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         await admin.dispose()
+
+
+@pytest.fixture
+async def fresh_sessions(
+    fresh_database_url: str,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on `fresh_database_url`: for tests of what looks at every row there is
+    (every subscription, every request in the rate-limit log)."""
+    engine = create_engine(fresh_database_url)
+    yield session_factory(engine)
+    await engine.dispose()

@@ -21,8 +21,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "microsoft_app_id": "",
         "admin_aad_ids": frozenset({ADMIN_AAD_ID}),
         "allowed_tenant_ids": frozenset(),
-        # Tests run the reminder job themselves, on the day they choose.
+        # Tests run the reminder job and the schedules themselves, at the time they choose.
         "reminders_at": "off",
+        "scheduler_enabled": False,
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -131,3 +134,69 @@ def test_roster_import_of_an_unreadable_file_exits_2(tmp_path: Path) -> None:
     result = _run("roster", "import", str(latin1), DATABASE_URL=url)
     assert result.returncode == 2
     assert 'is not UTF-8 text (line 2); save it as "CSV UTF-8"' in result.stderr
+
+
+def test_digest_preview_prints_the_card_of_an_iso_week(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'digest.db'}"
+    assert _run("db", "upgrade", DATABASE_URL=url).returncode == 0
+    assert _run("seed", DATABASE_URL=url).returncode == 0
+    result = _run("digest", "preview", "--print", "--week", "2022-W24", DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    card = json.loads(result.stdout)
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.5"
+    assert "Mon 13 June 2022 to Sun 19 June 2022" in result.stdout
+    bad = _run("digest", "preview", "--print", "--week", "2022-24", DATABASE_URL=url)
+    assert bad.returncode == 2 and "not an ISO week" in bad.stderr
+
+
+def test_outbox_status_tells_pending_sent_and_failed_with_the_reasons(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}"
+    assert _run("db", "upgrade", DATABASE_URL=url).returncode == 0
+    asyncio.run(_outbox_rows(url))
+    result = _run("outbox", "status", DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["pending", "2"] and "(1 waiting to be retried)" in lines[0]
+    assert lines[2].split() == ["sent", "1"]
+    assert lines[3].split() == ["failed", "1"]
+    assert "may have been sent twice: 0" in result.stdout
+    assert "test:gone" in result.stdout and "HTTP 403" in result.stdout
+    queued = _run("digest", "send", "--now", DATABASE_URL=url)
+    assert queued.returncode == 0 and "0 digest(s) queued" in queued.stdout
+
+
+async def _outbox_rows(url: str) -> None:
+    """Four messages: new, waiting for a retry, sent and failed (as a worker leaves them)."""
+    from storage import outbox
+    from storage.db import create_engine, session_factory, transaction
+    from storage.models import utcnow
+
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    try:
+        for key in ("test:new", "test:retry", "test:sent", "test:gone"):
+            async with transaction(sessions) as session:
+                await outbox.enqueue(
+                    session, dedupe_key=key, conversation_id="a:1", payload={}, now=utcnow()
+                )
+        async with transaction(sessions) as session:
+            claimed = {
+                d.dedupe_key: d
+                for d in await outbox.claim_due(
+                    session, now=utcnow(), limit=10, lease=timedelta(minutes=5)
+                )
+            }
+        async with transaction(sessions) as session:
+            await outbox.release(session, delivery=claimed["test:new"], at=utcnow())
+            await outbox.mark_failed(
+                session,
+                delivery=claimed["test:retry"],
+                error="HTTP 429",
+                retry_at=utcnow() + timedelta(minutes=1),
+            )
+            await outbox.mark_sent(session, delivery=claimed["test:sent"], now=utcnow())
+            await outbox.mark_failed(
+                session, delivery=claimed["test:gone"], error="HTTP 403", retry_at=None
+            )
+    finally:
+        await engine.dispose()

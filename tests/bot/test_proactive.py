@@ -4,15 +4,17 @@ what Teams asks to be retried (honouring Retry-After) and gives up on a 403."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
+import pytest
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app import build_adapter
+from bot.app import build_worker
 from bot.proactive import MAX_ATTEMPTS, OutboxWorker
 from storage import outbox, people
 from storage.db import transaction
@@ -62,18 +64,20 @@ async def _row(sessions: async_sessionmaker[AsyncSession], key: str) -> OutboxMe
         ).one()
 
 
-def _worker(database_url: str, sessions: async_sessionmaker[AsyncSession]) -> OutboxWorker:
-    return OutboxWorker(
-        adapter=build_adapter(make_settings(database_url)), app_id="", sessions=sessions
-    )
+@pytest.fixture
+async def worker(
+    database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[OutboxWorker]:
+    worker = build_worker(make_settings(database_url), sessions)
+    yield worker
+    await worker.close()
 
 
 async def test_a_queued_message_is_delivered_once(
-    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+    worker: OutboxWorker, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
 ) -> None:
     conversation_id = await _conversation(sessions, connector)
     key = await _queue(sessions, conversation_id, "Your session is tomorrow.")
-    worker = _worker(database_url, sessions)
     await worker.deliver_due()
     await worker.deliver_due()
     sent = connector.to(conversation_id)
@@ -82,13 +86,13 @@ async def test_a_queued_message_is_delivered_once(
 
 
 async def test_a_throttled_message_waits_for_retry_after(
-    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+    worker: OutboxWorker, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
 ) -> None:
     conversation_id = await _conversation(sessions, connector)
     key = await _queue(sessions, conversation_id, "Throttled once.")
     connector.refuse = lambda sent: (429, 120.0) if sent.get("text") == "Throttled once." else None
     try:
-        report = await _worker(database_url, sessions).deliver_due()
+        report = await worker.deliver_due()
     finally:
         connector.refuse = None
     assert report.retried >= 1
@@ -100,13 +104,13 @@ async def test_a_throttled_message_waits_for_retry_after(
 
 
 async def test_a_403_is_not_retried(
-    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+    worker: OutboxWorker, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
 ) -> None:
     conversation_id = await _conversation(sessions, connector)
     key = await _queue(sessions, conversation_id, "Blocked.")
     connector.refuse = lambda sent: (403, None) if sent.get("text") == "Blocked." else None
     try:
-        await _worker(database_url, sessions).deliver_due()
+        await worker.deliver_due()
     finally:
         connector.refuse = None
     row = await _row(sessions, key)
@@ -118,12 +122,11 @@ async def test_a_403_is_not_retried(
 
 
 async def test_retries_are_bounded(
-    database_url: str, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
+    worker: OutboxWorker, sessions: async_sessionmaker[AsyncSession], connector: FakeConnector
 ) -> None:
     conversation_id = await _conversation(sessions, connector)
     key = await _queue(sessions, conversation_id, "Always failing.")
     connector.refuse = lambda sent: (503, 0.0) if sent.get("text") == "Always failing." else None
-    worker = _worker(database_url, sessions)
     try:
         for _ in range(MAX_ATTEMPTS):
             # Pretend the backoff has passed: deliver as if it were the retry time.

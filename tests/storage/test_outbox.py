@@ -81,13 +81,15 @@ async def test_a_claim_whose_lease_ran_out_is_claimed_again(
     assert (await _row(sessions, key)).attempts == 2
 
 
-async def _claim(sessions: async_sessionmaker[AsyncSession], key: str, **when: Any) -> int:
-    """Claim due messages as a worker does; the attempt number of `key`'s claim."""
+async def _claim(
+    sessions: async_sessionmaker[AsyncSession], key: str, **when: Any
+) -> outbox.Delivery:
+    """Claim due messages as a worker does; the claim of `key`."""
     async with transaction(sessions) as session:
         claimed = await outbox.claim_due(
             session, now=when.get("now", utcnow()), limit=1000, lease=LEASE
         )
-    return next(d.attempts for d in claimed if d.dedupe_key == key)
+    return next(d for d in claimed if d.dedupe_key == key)
 
 
 async def test_failures_are_retried_later_or_given_up(
@@ -96,20 +98,16 @@ async def test_failures_are_retried_later_or_given_up(
     retry, give_up = f"test:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}"
     for key in (retry, give_up):
         await _enqueue(sessions, key, now=utcnow() - timedelta(days=3650))
-    retry_id, give_up_id = (
-        (await _row(sessions, retry)).id or 0,
-        (await _row(sessions, give_up)).id or 0,
-    )
     async with transaction(sessions) as session:
         claimed = await outbox.claim_due(session, now=utcnow(), limit=1000, lease=LEASE)
-    attempts = {d.dedupe_key: d.attempts for d in claimed}
+    deliveries = {d.dedupe_key: d for d in claimed}
     retry_at = utcnow() + timedelta(minutes=2)
     async with transaction(sessions) as session:
         assert await outbox.mark_failed(
-            session, message_id=retry_id, attempt=attempts[retry], error="429", retry_at=retry_at
+            session, delivery=deliveries[retry], error="429", retry_at=retry_at
         )
         assert await outbox.mark_failed(
-            session, message_id=give_up_id, attempt=attempts[give_up], error="403", retry_at=None
+            session, delivery=deliveries[give_up], error="403", retry_at=None
         )
     retried, failed = await _row(sessions, retry), await _row(sessions, give_up)
     assert retried.status == "pending" and retried.last_error == "429"
@@ -124,14 +122,13 @@ async def test_a_worker_whose_claim_ran_out_cannot_overwrite_the_next_ones_outco
 ) -> None:
     key = f"test:{uuid.uuid4().hex}"
     await _enqueue(sessions, key, now=utcnow() - timedelta(days=3650))
-    message_id = (await _row(sessions, key)).id or 0
     slow = await _claim(sessions, key)
     fast = await _claim(sessions, key, now=utcnow() + LEASE + timedelta(seconds=1))
     async with transaction(sessions) as session:
-        assert await outbox.mark_sent(session, message_id=message_id, attempt=fast, now=utcnow())
+        assert await outbox.mark_sent(session, delivery=fast, now=utcnow())
     async with transaction(sessions) as session:
         late = await outbox.mark_failed(
-            session, message_id=message_id, attempt=slow, error="timed out", retry_at=utcnow()
+            session, delivery=slow, error="timed out", retry_at=utcnow()
         )
     assert late is False
     assert (await _row(sessions, key)).status == "sent", "a sent message stays sent"

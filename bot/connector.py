@@ -1,0 +1,117 @@
+"""A small asynchronous Bot Connector client for the outbox: one pooled aiohttp session,
+timeouts that really abandon a request, and the status and Retry-After of every answer.
+
+botbuilder's own client (msrest) sends through `requests` in the default thread pool (six
+threads on a two-core machine, see PLATFORM-NOTES), cannot abandon a request that hangs (the
+thread carries on after a timeout), and reports a refusal as one of several exception
+types. The outbox needs many sends in flight, real timeouts and exact statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from botbuilder.core import TurnContext
+from botbuilder.schema import Activity, ConversationReference
+
+# Answers with the bearer token for the Bot Connector, or None when authentication is off.
+TokenSource = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: int | None  # None: no answer (timed out, connection failed)
+    activity_id: str | None = None  # the id Teams gave the message
+    retry_after: float | None = None  # seconds, from a Retry-After header
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class BotConnector:
+    def __init__(self, *, token: TokenSource | None, timeout: float) -> None:
+        self._token = token
+        self._timeout = timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    async def send(self, reference: ConversationReference, activity: Activity) -> SendResult:
+        """Post `activity` as a new message in the referenced conversation (a new thread in
+        a channel). Never raises for what the connector or the network does."""
+        # The same addressing botbuilder applies for a proactive message: from the bot, to
+        # the conversation (with its tenant), on the stored channel and service URL.
+        outgoing = TurnContext.apply_conversation_reference(activity, reference)
+        outgoing.reply_to_id = None
+        body: dict[str, Any] = outgoing.serialize()
+        conversation_id = reference.conversation.id
+        url = (
+            f"{reference.service_url.rstrip('/')}/v3/conversations/"
+            f"{quote(conversation_id, safe='')}/activities"
+        )
+        try:
+            async with asyncio.timeout(self._timeout):
+                headers = {}
+                token = await self._token() if self._token is not None else None
+                if token:
+                    headers["Authorization"] = f"Bearer {token}"
+                async with self._session().post(url, json=body, headers=headers) as response:
+                    answer = await _json(response)
+                    if 200 <= response.status < 300:
+                        return SendResult(status=response.status, activity_id=answer.get("id"))
+                    return SendResult(
+                        status=response.status,
+                        retry_after=_retry_after(response.headers.get("Retry-After")),
+                        error=f"HTTP {response.status} {_error_code(answer)}".strip(),
+                    )
+        except TimeoutError:
+            return SendResult(status=None, error="timed out")
+        except aiohttp.ClientError as error:
+            return SendResult(status=None, error=f"{type(error).__name__}")
+        except Exception as error:  # e.g. no token could be had
+            return SendResult(status=None, error=f"{type(error).__name__}: {error}"[:300])
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop; one pool of connections for every
+        # send, so a fan-out reuses connections instead of opening one per message.
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100),
+                headers={"User-Agent": "OurCambridgeBot (aiohttp)"},
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+
+async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    with contextlib.suppress(Exception):
+        answer = await response.json(content_type=None)
+        if isinstance(answer, dict):
+            return answer
+    return {}
+
+
+def _error_code(answer: dict[str, Any]) -> str:
+    error = answer.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code)[:100] if code else ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Seconds; the Bot Connector does not use the HTTP-date form.
+    if value is None:
+        return None
+    with contextlib.suppress(ValueError):
+        seconds = float(value)
+        if seconds >= 0:
+            return seconds
+    return None
