@@ -8,12 +8,13 @@ changes nothing the second time.
 
 from __future__ import annotations
 
+import calendar
 import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -164,6 +165,14 @@ def read_programme(path: Path = DEFAULT_PROGRAMME_FILE) -> ProgrammeData:
         return ProgrammeData.model_validate(yaml.safe_load(file))
 
 
+def overview_posted_at(month: date) -> datetime:
+    """When a monthly overview update counts as posted: noon on the month's last day. The
+    programme's reports carry no time of their own; this dates them in their month, so a
+    digest of a past week (`digest preview --week 2022-W24`) sees the updates of that time."""
+    last_day = calendar.monthrange(month.year, month.month)[1]
+    return datetime(month.year, month.month, last_day, 12, tzinfo=UTC)
+
+
 def overview_author(month: date) -> str:
     return f"Our Cambridge overview ({MONTH_NAMES[month.month - 1]} {month.year})"
 
@@ -245,6 +254,7 @@ async def _seed_projects(
                     "text": update.text,
                     "rag": update.rag,
                     "author": overview_author(update.month),
+                    "created_at": overview_posted_at(update.month),
                     "source": OVERVIEW_SOURCE,
                 },
             )
@@ -320,10 +330,17 @@ def _apply(row: SQLModel, fields: Mapping[str, Any]) -> bool:
     """Set the fields that differ; True if any did."""
     changed = False
     for key, value in fields.items():
-        if getattr(row, key) != value:
+        if _comparable(getattr(row, key)) != _comparable(value):
             setattr(row, key, value)
             changed = True
     return changed
+
+
+def _comparable(value: Any) -> Any:
+    # SQLite hands timestamps back without their zone; they were stored in UTC.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _id(row: Workstream | Project) -> int:
