@@ -39,7 +39,7 @@ from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
 from bot.scheduler import Scheduler
 from bot.state_storage import SqlStorage
 from dialogs.ideas import record_triage_post
-from storage import activities
+from storage import activities, subscriptions
 from storage.db import create_engine, is_unavailable, ping, session_factory, transaction
 from storage.models import utcnow
 from storage.ratelimit import TEAMS_LIMITS, Window
@@ -117,6 +117,14 @@ def build_worker(
         sessions=sessions,
         policy=policy,
         on_sent=functools.partial(record_triage_post, sessions),
+        on_gone=_end_subscriptions,
+    )
+
+
+async def _end_subscriptions(session: AsyncSession, conversation_id: str) -> None:
+    """Teams refused a message for good (403/404): a channel's digest stops there."""
+    await subscriptions.end_for_conversation(
+        session, conversation_id=conversation_id, now=utcnow(), reason="unreachable"
     )
 
 

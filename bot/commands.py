@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "my ideas": ("my ideas",),
     "ideas": ("ideas", "list ideas", "all ideas"),
     "set triage channel": ("set triage channel",),
+    "subscribe": ("subscribe", "subscribe to the digest", "subscribe to digest"),
+    "unsubscribe": ("unsubscribe", "unsubscribe from the digest", "unsubscribe from digest"),
+    "digest settings": ("digest settings", "digest setting"),
+    "digest preview": ("digest preview", "preview digest", "preview the digest"),
     "cancel": ("cancel", "stop", "quit"),
 }
 
@@ -52,6 +56,7 @@ SUGGESTIONS: dict[str, tuple[str, str]] = {
     "my sessions": ("my sessions", "My sessions"),
     "idea": ("idea", "Submit an idea"),
     "my ideas": ("my ideas", "My ideas"),
+    "subscribe": ("subscribe", "Subscribe to the weekly digest"),
 }
 
 

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dialogs.common import card_message
-from storage import digest, outbox, schedules
+from storage import digest, outbox, schedules, subscriptions
 from storage.db import transaction
 from storage.models import DigestSubscription, OutboxMessage, utcnow
 
@@ -46,9 +46,9 @@ async def queue_due_digests(
     for that week is not queued yet. A digest missed by more than a day is skipped."""
     run = DigestRun()
     async with sessions() as session:
-        subscriptions = await _active(session)
+        active = await subscriptions.active_subscriptions(session)
     due: dict[str, tuple[DigestSubscription, datetime]] = {}
-    for subscription in subscriptions:
+    for subscription in active:
         when = schedules.last_due(
             schedules.weekly_cron(subscription.weekday, subscription.send_time),
             now=now,
@@ -72,10 +72,9 @@ async def queue_digests_now(
     unless this week's has been queued already (then nothing more is sent)."""
     run = DigestRun()
     async with sessions() as session:
-        subscriptions = await _active(session)
+        active = await subscriptions.active_subscriptions(session)
     due = {
-        digest_key(subscription.id or 0, now, zone): (subscription, now)
-        for subscription in subscriptions
+        digest_key(subscription.id or 0, now, zone): (subscription, now) for subscription in active
     }
     run.due = len(due)
     await _queue(sessions, due, zone=zone, run=run)
@@ -130,15 +129,6 @@ async def _queue(
                 run.already_queued += 1  # another replica got there in between
     if run.queued:
         logger.info("Queued %d weekly digest(s)", run.queued)
-
-
-async def _active(session: AsyncSession) -> list[DigestSubscription]:
-    found = await session.exec(
-        select(DigestSubscription)
-        .where(col(DigestSubscription.active).is_(True))
-        .order_by(col(DigestSubscription.id))
-    )
-    return list(found.all())
 
 
 def _aware(moment: datetime) -> datetime:

@@ -42,35 +42,31 @@ from bot.config import Settings
 from bot.teams_people import (
     identify_caller,
     remember_channel,
+    remember_channels,
     send_privately,
+    team_and_channel,
+    team_channel_ids,
     teams_tenant_id,
 )
 from cards import render_card
+from dialogs import digest as digest_dialogs
 from dialogs import ideas as ideas_dialogs
 from dialogs import making_it_real
 from dialogs.common import Caller, is_personal_chat, send_card, submitted_values
+from dialogs.digest import DigestSubscriptions
 from dialogs.ideas import Ideas
 from dialogs.making_it_real import MakingItReal, MirTexts
 from dialogs.post_update import CANCEL, SUBMIT, PostUpdateDialog
 from dialogs.project_status import ProjectStatusDialog, show_project_status
-from storage import activities, outbox, people, programme
+from storage import activities, outbox, people, programme, subscriptions
 from storage.db import transaction
+from storage.models import utcnow
 
 logger = logging.getLogger(__name__)
 
 SEARCH_RESULTS = 10
 # turn_state key of the identified Caller of this turn.
 CALLER = "ourcambridge.caller"
-
-
-def _team_and_channel(activity: Activity) -> tuple[str | None, str | None]:
-    channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-    team = channel_data.get("team")
-    channel = channel_data.get("channel")
-    return (
-        team.get("id") if isinstance(team, dict) else None,
-        channel.get("id") if isinstance(channel, dict) else None,
-    )
 
 
 class OurCambridgeBot(TeamsActivityHandler):
@@ -100,6 +96,12 @@ class OurCambridgeBot(TeamsActivityHandler):
             send_privately=self._send_privately,
             outbox_changed=outbox_changed,
             texts=MirTexts(contact=settings.mir_contact),
+        )
+        self._digest = DigestSubscriptions(
+            sessions=sessions,
+            remember_channel=lambda context: remember_channel(context, sessions=sessions),
+            send_privately=self._send_privately,
+            zone_name=settings.timezone,
         )
         self._dialogs = DialogSet(conversation_state.create_property("DialogState"))
         self._dialogs.add(
@@ -190,6 +192,9 @@ class OurCambridgeBot(TeamsActivityHandler):
             if values["action"] in ideas_dialogs.ACTIONS and caller is not None:
                 await self._ideas.on_action(turn_context, caller, values)
                 return
+            if values["action"] in digest_dialogs.ACTIONS:
+                await self._digest.on_action(turn_context, values)
+                return
             await self._on_card_action(dialog_context, values)
             return
         text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
@@ -248,6 +253,11 @@ class OurCambridgeBot(TeamsActivityHandler):
             caller = turn_context.turn_state.get(CALLER)
             if isinstance(caller, Caller):
                 await self._ideas.on_command(turn_context, caller, command.name, command.argument)
+        elif command.name in digest_dialogs.COMMANDS:
+            caller = turn_context.turn_state.get(CALLER)
+            await self._digest.on_command(
+                turn_context, caller if isinstance(caller, Caller) else None, command.name
+            )
         elif not command.text:
             await send_card(turn_context, "help", is_admin=is_admin, in_channel=False)
         else:
@@ -367,6 +377,9 @@ class OurCambridgeBot(TeamsActivityHandler):
         caller = await self._identify(turn_context)
         await self._remember_conversation(turn_context, caller)
         conversation_type = turn_context.activity.conversation.conversation_type or "personal"
+        team_id, _ = team_and_channel(turn_context.activity)
+        if team_id and conversation_type == "channel":
+            await self._remember_team(turn_context, team_id)
         await send_card(
             turn_context,
             "welcome",
@@ -378,6 +391,10 @@ class OurCambridgeBot(TeamsActivityHandler):
         logger.info(
             "The app was removed from a %s conversation", self._conversation_type(turn_context)
         )
+        team_id, _ = team_and_channel(turn_context.activity)
+        if team_id and self._conversation_type(turn_context) == "channel":
+            await self._leave_team(team_id, reason=subscriptions.BOT_REMOVED)
+            return
         # The bot can no longer write there: forget it, so reminders stop and the person
         # shows as unreachable (they are back once they open the app again).
         async with transaction(self._sessions) as session:
@@ -388,9 +405,111 @@ class OurCambridgeBot(TeamsActivityHandler):
     async def on_teams_members_added(
         self, teams_members_added: list[ChannelAccount], team_info: Any, turn_context: TurnContext
     ) -> None:
+        if not self._includes_me(turn_context, teams_members_added):
+            return
+        await self._remember_conversation(turn_context, None)
+        team_id = getattr(team_info, "id", None) or team_and_channel(turn_context.activity)[0]
+        if team_id:
+            await self._remember_team(turn_context, team_id)
+
+    async def on_teams_members_removed(
+        self, teams_members_removed: list[Any], team_info: Any, turn_context: TurnContext
+    ) -> None:
+        if not self._includes_me(turn_context, teams_members_removed):
+            return
+        team_id = getattr(team_info, "id", None) or team_and_channel(turn_context.activity)[0]
+        if team_id:
+            logger.info("The bot was removed from a team")
+            await self._leave_team(team_id, reason=subscriptions.BOT_REMOVED)
+            return
+        logger.info("The bot was removed from a %s", self._conversation_type(turn_context))
+        async with transaction(self._sessions) as session:
+            await outbox.forget_conversation(
+                session, conversation_id=turn_context.activity.conversation.id
+            )
+
+    async def on_teams_team_deleted(self, team_info: Any, turn_context: TurnContext) -> None:
+        await self._on_team_gone(team_info, turn_context)
+
+    async def on_teams_team_hard_deleted(self, team_info: Any, turn_context: TurnContext) -> None:
+        await self._on_team_gone(team_info, turn_context)
+
+    async def _on_team_gone(self, team_info: Any, turn_context: TurnContext) -> None:
+        team_id = getattr(team_info, "id", None) or team_and_channel(turn_context.activity)[0]
+        if team_id:
+            logger.info("A team the bot was in was deleted")
+            await self._leave_team(team_id, reason=subscriptions.TEAM_DELETED)
+
+    async def on_teams_channel_created(
+        self, channel_info: Any, team_info: Any, turn_context: TurnContext
+    ) -> None:
+        await self._on_channel_back(channel_info, team_info, turn_context)
+
+    async def on_teams_channel_restored(
+        self, channel_info: Any, team_info: Any, turn_context: TurnContext
+    ) -> None:
+        await self._on_channel_back(channel_info, team_info, turn_context)
+
+    async def _on_channel_back(
+        self, channel_info: Any, team_info: Any, turn_context: TurnContext
+    ) -> None:
+        """A new (or restored) channel in a team the bot is in: the bot can post there."""
+        team_id, channel_id = team_and_channel(turn_context.activity)
+        channel_id = getattr(channel_info, "id", None) or channel_id
+        if not channel_id:
+            return
+        await remember_channels(
+            turn_context.activity,
+            sessions=self._sessions,
+            team_id=getattr(team_info, "id", None) or team_id,
+            channel_ids=[channel_id],
+        )
+
+    async def on_teams_channel_deleted(
+        self, channel_info: Any, team_info: Any, turn_context: TurnContext
+    ) -> None:
+        _, channel_id = team_and_channel(turn_context.activity)
+        channel_id = getattr(channel_info, "id", None) or channel_id
+        if not channel_id:
+            return
+        async with transaction(self._sessions) as session:
+            await subscriptions.forget_channel(session, channel_id=channel_id)
+            ended = await subscriptions.end_for_conversation(
+                session,
+                conversation_id=channel_id,
+                now=utcnow(),
+                reason=subscriptions.CHANNEL_DELETED,
+            )
+        logger.info("A channel was deleted; %d digest subscription(s) ended", ended)
+
+    async def _remember_team(self, turn_context: TurnContext, team_id: str) -> None:
+        """The bot is in a team: store where it can post, in each of the team's channels."""
+        _, channel_id = team_and_channel(turn_context.activity)
+        channel_ids = await team_channel_ids(turn_context, team_id)
+        await remember_channels(
+            turn_context.activity,
+            sessions=self._sessions,
+            team_id=team_id,
+            channel_ids=[*channel_ids, *([channel_id] if channel_id else [])],
+        )
+
+    async def _leave_team(self, team_id: str, *, reason: str) -> None:
+        """The bot can no longer post in the team: forget its channels, end their digests."""
+        async with transaction(self._sessions) as session:
+            ended = await subscriptions.end_for_team(
+                session, team_id=team_id, now=utcnow(), reason=reason
+            )
+            forgotten = await subscriptions.forget_team(session, team_id=team_id)
+        logger.info(
+            "Left a team: %d conversation(s) forgotten, %d digest subscription(s) ended",
+            forgotten,
+            ended,
+        )
+
+    @staticmethod
+    def _includes_me(turn_context: TurnContext, members: list[Any]) -> bool:
         bot_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
-        if any(member.id == bot_id for member in teams_members_added):
-            await self._remember_conversation(turn_context, None)
+        return any(getattr(member, "id", None) == bot_id for member in members)
 
     # --- messaging extension ----------------------------------------------------------
 
@@ -534,7 +653,7 @@ class OurCambridgeBot(TeamsActivityHandler):
                 and person_id in (None, stored_person)
             ):
                 return
-        team_id, channel_id = _team_and_channel(activity)
+        team_id, channel_id = team_and_channel(activity)
         reference = TurnContext.get_conversation_reference(activity).serialize()
         try:
             async with transaction(self._sessions) as session:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from botbuilder.core import BotAdapter, TurnContext
@@ -30,6 +31,7 @@ from storage.models import Person, utcnow
 logger = logging.getLogger(__name__)
 
 MEMBER_LOOKUP_SECONDS = 5.0
+CHANNEL_LOOKUP_SECONDS = 10.0
 
 
 def teams_tenant_id(activity: Activity) -> str | None:
@@ -182,19 +184,24 @@ async def _open_private_chat(
     )
 
 
-async def remember_channel(
-    turn_context: TurnContext, *, sessions: async_sessionmaker[AsyncSession]
-) -> str:
-    """Store a reference to the channel itself (not the thread this message is in) and
-    return its id: posting there starts a new thread, as a triage card should."""
-    activity = turn_context.activity
+def team_and_channel(activity: Activity) -> tuple[str | None, str | None]:
+    """The team and channel ids Teams puts in a channel activity's channelData."""
     channel_data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-    channel: dict[str, Any] = channel_data.get("channel") or {}
-    team: dict[str, Any] = channel_data.get("team") or {}
-    if not isinstance(channel, dict) or not isinstance(team, dict):
-        channel, team = {}, {}
-    # A channel message's conversation id is "<channel id>;messageid=<thread>".
-    channel_id = channel.get("id") or activity.conversation.id.split(";")[0]
+    team = channel_data.get("team")
+    channel = channel_data.get("channel")
+    return (
+        team.get("id") if isinstance(team, dict) and isinstance(team.get("id"), str) else None,
+        (
+            channel.get("id")
+            if isinstance(channel, dict) and isinstance(channel.get("id"), str)
+            else None
+        ),
+    )
+
+
+def channel_reference(activity: Activity, channel_id: str) -> ConversationReference:
+    """A reference to a channel itself, made from any activity of its team: posting there
+    starts a new thread (not a reply in the thread the activity came from)."""
     reference = TurnContext.get_conversation_reference(activity)
     reference.conversation = ConversationAccount(
         id=channel_id,
@@ -203,15 +210,64 @@ async def remember_channel(
         tenant_id=teams_tenant_id(activity),
     )
     reference.activity_id = None
-    async with transaction(sessions) as session:
-        await people.save_conversation_reference(
-            session,
-            conversation_id=channel_id,
-            conversation_type="channel",
-            tenant_id=teams_tenant_id(activity),
-            service_url=activity.service_url,
-            reference=reference.serialize(),
-            team_id=team.get("id"),
-            channel_id=channel_id,
-        )
-    return str(channel_id)
+    return reference
+
+
+async def remember_channels(
+    activity: Activity,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    team_id: str | None,
+    channel_ids: Sequence[str],
+) -> None:
+    """Store a reference to each of the team's channels, with the tenant beside it."""
+
+    async def save() -> None:
+        async with transaction(sessions) as session:
+            for channel_id in dict.fromkeys(channel_ids):
+                await people.save_conversation_reference(
+                    session,
+                    conversation_id=channel_id,
+                    conversation_type="channel",
+                    tenant_id=teams_tenant_id(activity),
+                    service_url=activity.service_url,
+                    reference=channel_reference(activity, channel_id).serialize(),
+                    team_id=team_id,
+                    channel_id=channel_id,
+                )
+
+    try:
+        await save()
+    except IntegrityError:
+        # Teams announces a new team twice at once (installationUpdate and
+        # conversationUpdate) and the other turn stored a channel first: now it is updated.
+        await save()
+
+
+async def team_channel_ids(turn_context: TurnContext, team_id: str) -> list[str]:
+    """The ids of the team's channels, as Teams lists them (the General channel's id is the
+    team's), or just the General channel if Teams cannot say (logged)."""
+    try:
+        client = await TeamsInfo.get_teams_connector_client(turn_context)
+        # msrest sends synchronously: in a thread, so the event loop carries on; bounded,
+        # because the turn waits for it.
+        async with asyncio.timeout(CHANNEL_LOOKUP_SECONDS):
+            listing = await asyncio.to_thread(client.teams.get_teams_channels, team_id)
+    except Exception:
+        logger.warning("Could not list a team's channels; kept its General channel", exc_info=True)
+        return [team_id]
+    found = [channel.id for channel in listing.conversations or [] if channel.id]
+    return [team_id, *found]
+
+
+async def remember_channel(
+    turn_context: TurnContext, *, sessions: async_sessionmaker[AsyncSession]
+) -> str:
+    """Store a reference to the channel itself (not the thread this message is in) and
+    return its id: posting there starts a new thread, as a triage card or a digest should."""
+    activity = turn_context.activity
+    team_id, channel_id = team_and_channel(activity)
+    # A channel message's conversation id is "<channel id>;messageid=<thread>".
+    channel_id = channel_id or activity.conversation.id.split(";")[0]
+    await remember_channels(activity, sessions=sessions, team_id=team_id, channel_ids=[channel_id])
+    return channel_id

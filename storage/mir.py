@@ -123,7 +123,7 @@ def check_schedule_form(
         errors["date"] = "The date must be a real date written YYYY-MM-DD."
     elif session_date < today:
         errors["date"] = "The date can't be in the past: choose today or a later date."
-    start_time = _parse_time(entries["time"])
+    start_time = parse_time(entries["time"])
     if not entries["time"].strip():
         errors["time"] = "Choose the time the session starts."
     elif start_time is None:
@@ -278,7 +278,8 @@ def _parse_date(text: str) -> date | None:
         return None
 
 
-def _parse_time(text: str) -> time | None:
+def parse_time(text: str) -> time | None:
+    """ "9:00", "09:00" or "09:00:00" (what Input.Time sends) as a time, or None."""
     match = _TIME.fullmatch(text.strip())
     if not match:
         return None

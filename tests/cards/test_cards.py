@@ -27,6 +27,7 @@ from tests.cards.test_idea_cards import MATRIX as IDEA_MATRIX
 from tests.cards.test_idea_cards import WIDE as IDEA_WIDE
 from tests.cards.test_mir_cards import MATRIX as MIR_MATRIX
 from tests.cards.test_mir_cards import WIDE as MIR_WIDE
+from tests.cards.test_subscription_cards import MATRIX as SUBSCRIPTION_MATRIX
 from tests.support.card_schema import (
     SchemaUnavailable,
     TeamsCardValidator,
@@ -378,7 +379,7 @@ CASES: dict[str, list[dict[str, Any]]] = {
     # in (the hostile state is left to those modules: its text holds markup on purpose).
     **{
         name: [context for state, context in states.items() if state != "hostile"]
-        for name, states in (MIR_MATRIX | IDEA_MATRIX | DIGEST_MATRIX).items()
+        for name, states in (MIR_MATRIX | IDEA_MATRIX | DIGEST_MATRIX | SUBSCRIPTION_MATRIX).items()
     },
 }
 RENDERED = [

@@ -27,6 +27,8 @@ class FakeConnector:
     sent: list[SentActivity] = field(default_factory=list)
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)  # conversations opened
+    # Each team's channels ({"id", "name"}), as GET /v3/teams/{team}/conversations lists them.
+    team_channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     refused: list[dict[str, Any]] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set on every send
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
@@ -49,6 +51,7 @@ class FakeConnector:
         app.router.add_put("/v3/conversations/{conversation}/activities/{reply_to}", self._send)
         app.router.add_get("/v3/conversations/{conversation}/members/{member}", self._member)
         app.router.add_post("/v3/conversations", self._create_conversation)
+        app.router.add_get("/v3/teams/{team}/conversations", self._team_channels)
         return app
 
     async def start(self) -> None:
@@ -121,3 +124,12 @@ class FakeConnector:
                 status=404,
             )
         return web.json_response(member)
+
+    async def _team_channels(self, request: web.Request) -> web.Response:
+        """The channels of a team (TeamsInfo.get_team_channels); 404 for a team not set up."""
+        channels = self.team_channels.get(request.match_info["team"])
+        if channels is None:
+            return web.json_response(
+                {"error": {"code": "NotFound", "message": "no such team"}}, status=404
+            )
+        return web.json_response({"conversations": channels})
