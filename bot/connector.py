@@ -30,6 +30,9 @@ class SendResult:
     activity_id: str | None = None  # the id Teams gave the message
     retry_after: float | None = None  # seconds, from a Retry-After header
     error: str = ""
+    # No answer, but the request may have reached Teams (it timed out, or the connection
+    # broke after it was sent): Teams may have posted it.
+    maybe_posted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -71,9 +74,11 @@ class BotConnector:
                         error=f"HTTP {response.status} {_error_code(answer)}".strip(),
                     )
         except TimeoutError:
-            return SendResult(status=None, error="timed out")
-        except aiohttp.ClientError as error:
+            return SendResult(status=None, error="timed out", maybe_posted=True)
+        except aiohttp.ClientConnectorError as error:  # never connected: nothing was sent
             return SendResult(status=None, error=f"{type(error).__name__}")
+        except aiohttp.ClientError as error:
+            return SendResult(status=None, error=f"{type(error).__name__}", maybe_posted=True)
         except Exception as error:  # e.g. no token could be had
             return SendResult(status=None, error=f"{type(error).__name__}: {error}"[:300])
 

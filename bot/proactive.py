@@ -9,9 +9,10 @@ tried again later with exponential backoff and jitter, honouring Retry-After, up
 bounded number of attempts; a 403 or 404 (the app was removed, the person blocked it) fails
 the message for good and forgets the conversation.
 
-Delivery is at least once. A message is sent twice only if a worker dies (or loses the
-database) after Teams accepted it and before the outcome was recorded; the retry then
-counts it in `outbox.unknown_outcomes`, which `ourcambridge outbox status` reports.
+Delivery is at least once. A message can reach Teams twice only when an attempt's outcome
+is unknown: its worker died (or lost the database) after sending and before recording, or
+no answer came (a timeout) though Teams may have posted it. Each such attempt is counted in
+`outbox.unknown_outcomes`, which `ourcambridge outbox status` reports.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -138,8 +140,9 @@ class OutboxWorker:
                         claimed = await outbox.claim_due(
                             session, now=now or utcnow(), limit=room, lease=self.policy.lease
                         )
+                claimed_at = time.monotonic()
                 for delivery in claimed:
-                    in_flight.add(asyncio.create_task(self._deliver(delivery, report)))
+                    in_flight.add(asyncio.create_task(self._deliver(delivery, claimed_at, report)))
                 if not in_flight:
                     break
                 if len(claimed) < room or room == 0:
@@ -154,13 +157,15 @@ class OutboxWorker:
                 await asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True))
         return report
 
-    async def _deliver(self, delivery: outbox.Delivery, report: DeliveryReport) -> None:
+    async def _deliver(
+        self, delivery: outbox.Delivery, claimed_at: float, report: DeliveryReport
+    ) -> None:
         try:
             if delivery.reference is None:
                 # Forgotten after a 403/404 or the app's removal: nothing is sent there.
                 await self._record(delivery, SendResult(status=None, error="unreachable"), report)
                 return
-            if not await self._reserve(delivery, report):
+            if not await self._reserve(delivery, claimed_at, report):
                 return
             reference = restore_reference(delivery.reference, delivery.tenant_id)
             result = await self._connector.send(reference, Activity().deserialize(delivery.payload))
@@ -175,10 +180,20 @@ class OutboxWorker:
                 type(error).__name__,
             )
 
-    async def _reserve(self, delivery: outbox.Delivery, report: DeliveryReport) -> bool:
+    async def _reserve(
+        self, delivery: outbox.Delivery, claimed_at: float, report: DeliveryReport
+    ) -> bool:
         """Wait for room within the rate limits and log the request. False if the message
         went back to the queue instead."""
+        lease = self.policy.lease.total_seconds()
         while True:
+            if time.monotonic() - claimed_at + self.policy.send_timeout >= lease:
+                # The claim would run out before the send could finish: another worker may
+                # then take the message and send it too. Give it back instead.
+                async with transaction(self._sessions) as session:
+                    await outbox.release(session, delivery=delivery, at=utcnow())
+                report.deferred += 1
+                return False
             if self._stopping:
                 async with transaction(self._sessions) as session:
                     await outbox.release(session, delivery=delivery, at=utcnow())
@@ -191,12 +206,13 @@ class OutboxWorker:
                     outbox_id=delivery.id,
                     attempt=delivery.attempts,
                     conversation_id=delivery.conversation_id,
-                    now=utcnow(),
                 )
             if free_at is None:
                 return True
             wait = (free_at - utcnow()).total_seconds()
-            if wait > self.policy.max_wait:
+            if wait > self.policy.max_wait or (
+                time.monotonic() - claimed_at + wait + self.policy.send_timeout >= lease
+            ):
                 async with transaction(self._sessions) as session:
                     await outbox.release(session, delivery=delivery, at=free_at)
                 report.deferred += 1
@@ -214,11 +230,16 @@ class OutboxWorker:
                 recorded = await outbox.mark_sent(session, delivery=delivery, now=utcnow())
             else:
                 recorded = await outbox.mark_failed(
-                    session, delivery=delivery, error=result.error, retry_at=retry_at
+                    session,
+                    delivery=delivery,
+                    error=result.error,
+                    retry_at=retry_at,
+                    maybe_posted=result.maybe_posted,
                 )
-                if gone and result.status is not None:
-                    # Removed or blocked: stop writing there; a person now shows as
-                    # unreachable in the leader and programme views.
+                if gone:
+                    # Removed or blocked (or forgotten for that already): stop writing
+                    # there; a person now shows as unreachable in the leader and programme
+                    # views, a channel's digest subscription ends.
                     await outbox.forget_conversation(
                         session, conversation_id=delivery.conversation_id
                     )

@@ -214,10 +214,16 @@ async def mark_sent(session: AsyncSession, *, delivery: Delivery, now: datetime)
 
 
 async def mark_failed(
-    session: AsyncSession, *, delivery: Delivery, error: str, retry_at: datetime | None
+    session: AsyncSession,
+    *,
+    delivery: Delivery,
+    error: str,
+    retry_at: datetime | None,
+    maybe_posted: bool = False,
 ) -> bool:
     """Record a failed attempt: try again at `retry_at`, or give up for good when None.
-    False if the claim was lost, as for mark_sent."""
+    `maybe_posted`: no answer came, but Teams may have posted it (counted as an unknown
+    outcome: a retry may show it twice). False if the claim was lost, as for mark_sent."""
     result = await session.exec(
         update(OutboxMessage)
         .where(*_still_claimed(delivery))
@@ -226,6 +232,7 @@ async def mark_failed(
             next_attempt_at=retry_at if retry_at else OutboxMessage.next_attempt_at,
             last_error=error[:MAX_ERROR_LENGTH],
             claim_token=None,
+            unknown_outcomes=OutboxMessage.unknown_outcomes + (1 if maybe_posted else 0),
         )
     )
     return result.rowcount == 1

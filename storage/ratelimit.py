@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import hold_transaction_lock
-from storage.models import DeliveryAttempt
+from storage.models import DeliveryAttempt, utcnow
 
 # An advisory lock key, beside storage.db's (PostgreSQL only).
 RATE_LOCK = 0x0C4B_0004
@@ -63,14 +63,19 @@ async def reserve(
     outbox_id: int,
     attempt: int,
     conversation_id: str,
-    now: datetime,
+    now: datetime | None = None,
 ) -> datetime | None:
     """Log the request `attempt` of outbox message `outbox_id` to `conversation_id`, if the
-    limits allow it at `now`. None: logged, send it now. Otherwise nothing is logged and the
-    answer is the earliest time the limits would allow it. Commit before sending."""
+    limits allow it now. None: logged, send it now. Otherwise nothing is logged and the
+    answer is the earliest time the limits would allow it. Commit before sending.
+
+    `now` is read after the lock is held (tests may fix it): a time read before waiting for
+    the lock would log the request earlier than it is really made."""
     await hold_transaction_lock(session, RATE_LOCK)
     # Writing first also takes SQLite's writer lock, so what is counted below cannot change
     # before this transaction commits; and it keeps the log short.
+    if now is None:
+        now = await _locked_now(session)
     await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.at) < now - KEEP))
 
     allowed_at = now
@@ -89,6 +94,14 @@ async def reserve(
     )
     await session.flush()
     return None
+
+
+async def _locked_now(session: AsyncSession) -> datetime:
+    """The clock once this transaction holds the log: on SQLite the writer lock is taken by
+    the first write, so take it (a write that changes nothing) before reading the clock."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.id) == -1))
+    return utcnow()
 
 
 async def _free_from(
