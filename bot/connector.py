@@ -58,12 +58,17 @@ class BotConnector:
             f"{reference.service_url.rstrip('/')}/v3/conversations/"
             f"{quote(conversation_id, safe='')}/activities"
         )
+        headers = {}
+        try:
+            # Apart from the send's timeout: a token that cannot be had means nothing left.
+            async with asyncio.timeout(self._timeout):
+                token = await self._token() if self._token is not None else None
+        except Exception as error:
+            return SendResult(status=None, error=f"no token: {type(error).__name__}")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             async with asyncio.timeout(self._timeout):
-                headers = {}
-                token = await self._token() if self._token is not None else None
-                if token:
-                    headers["Authorization"] = f"Bearer {token}"
                 async with self._session().post(url, json=body, headers=headers) as response:
                     answer = await _json(response)
                     if 200 <= response.status < 300:
@@ -79,8 +84,10 @@ class BotConnector:
             return SendResult(status=None, error=f"{type(error).__name__}")
         except aiohttp.ClientError as error:
             return SendResult(status=None, error=f"{type(error).__name__}", maybe_posted=True)
-        except Exception as error:  # e.g. no token could be had
-            return SendResult(status=None, error=f"{type(error).__name__}: {error}"[:300])
+        except Exception as error:  # anything else the client raises, after sending began
+            return SendResult(
+                status=None, error=f"{type(error).__name__}: {error}"[:300], maybe_posted=True
+            )
 
     def _session(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop; one pool of connections for every

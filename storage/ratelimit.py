@@ -97,10 +97,14 @@ async def reserve(
 
 
 async def _locked_now(session: AsyncSession) -> datetime:
-    """The clock once this transaction holds the log: on SQLite the writer lock is taken by
-    the first write, so take it (a write that changes nothing) before reading the clock."""
-    if session.get_bind().dialect.name == "sqlite":
-        await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.id) == -1))
+    """The clock once this transaction holds the log. On SQLite (one machine) the writer
+    lock is taken by the first write, so take it (a write that changes nothing) first."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The database's clock, not this server's: replicas whose clocks disagree by more
+        # than the guard would otherwise each see the others' requests in the wrong place.
+        moment = (await session.exec(select(func.clock_timestamp()))).one()
+        return _aware(moment)
+    await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.id) == -1))
     return utcnow()
 
 

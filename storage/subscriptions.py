@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import mir
 from storage.forms import as_text
-from storage.models import ConversationReference, DigestSubscription
+from storage.models import ConversationReference, DigestSubscription, OutboxMessage
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 DEFAULT_WEEKDAY = 0
@@ -227,12 +227,36 @@ async def end_for_conversation(
 async def _end(
     session: AsyncSession, condition: ColumnElement[bool], *, now: datetime, reason: str
 ) -> int:
-    result = await session.exec(
+    ending = list(
+        (
+            await session.exec(
+                select(DigestSubscription.id).where(
+                    condition, col(DigestSubscription.active).is_(True)
+                )
+            )
+        ).all()
+    )
+    if not ending:
+        return 0
+    await session.exec(
         update(DigestSubscription)
-        .where(condition, col(DigestSubscription.active).is_(True))
+        .where(col(DigestSubscription.id).in_(ending))
         .values(active=False, ended_at=now, end_reason=reason[:200], updated_at=now)
     )
-    return int(result.rowcount or 0)
+    # A digest still waiting in the outbox (a retry, a rate-limit wait) is not sent after
+    # the subscription ended.
+    for subscription_id in ending:
+        await session.exec(
+            update(OutboxMessage)
+            .where(
+                col(OutboxMessage.status) == "pending",
+                col(OutboxMessage.dedupe_key).startswith(
+                    f"digest:{subscription_id}:", autoescape=True
+                ),
+            )
+            .values(status="failed", last_error=f"subscription ended: {reason}"[:200])
+        )
+    return len(ending)
 
 
 # --- the channels the bot can post to ---------------------------------------------------------

@@ -3,6 +3,7 @@ what Teams asks to be retried (honouring Retry-After) and gives up on a 403."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
@@ -15,6 +16,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import build_worker
+from bot.connector import BotConnector
 from bot.proactive import MAX_ATTEMPTS, OutboxWorker
 from storage import outbox, people
 from storage.db import transaction
@@ -136,3 +138,25 @@ async def test_retries_are_bounded(
         connector.refuse = None
     row = await _row(sessions, key)
     assert row.status == "failed" and row.attempts == MAX_ATTEMPTS
+
+
+async def test_no_token_in_time_means_nothing_was_sent(connector: FakeConnector) -> None:
+    """A token that cannot be had in time fails the send as certainly not posted: it must
+    not count as "may have been sent twice"."""
+
+    async def slow_token() -> str | None:
+        await asyncio.sleep(5)
+        return "never"
+
+    client = BotConnector(token=slow_token, timeout=0.1)
+    incoming = Activity().deserialize(activity(connector.url, conversation_id="a:token-test"))
+    try:
+        result = await client.send(
+            TurnContext.get_conversation_reference(incoming),
+            Activity(type="message", text="Hello"),
+        )
+    finally:
+        await client.close()
+    assert not result.ok and result.error.startswith("no token")
+    assert result.maybe_posted is False
+    assert connector.to("a:token-test") == []

@@ -11,14 +11,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import people, subscriptions
+from storage import outbox, people, subscriptions
 from storage.db import transaction
-from storage.models import ConversationReference, DigestSubscription, utcnow
+from storage.models import ConversationReference, DigestSubscription, OutboxMessage, utcnow
 from storage.subscriptions import DigestSchedule, NotSubscribed
 from tests.support.people import add_person
 
@@ -417,3 +418,36 @@ async def test_a_deleted_channel_is_forgotten_with_its_threads(
     assert await _references(sessions, ids) == {team, sibling, similar}
     assert await _active(sessions, ids) == {sibling}
     assert (await _get(sessions, channel)).end_reason == "channel deleted"
+
+
+async def test_a_digest_still_waiting_is_not_sent_after_unsubscribing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    channel = _channel()
+    await _subscribe(sessions, channel, person_id=None, minutes_ago=5)
+    async with sessions() as session:
+        subscription = await subscriptions.get_subscription(session, conversation_id=channel)
+    assert subscription is not None
+    waiting, sent = f"digest:{subscription.id}:2026-W49", f"digest:{subscription.id}:2026-W48"
+    async with transaction(sessions) as session:
+        for key in (waiting, sent):
+            await outbox.enqueue(
+                session, dedupe_key=key, conversation_id=channel, payload={}, now=utcnow()
+            )
+        await session.exec(
+            update(OutboxMessage).where(OutboxMessage.dedupe_key == sent).values(status="sent")
+        )
+    async with transaction(sessions) as session:
+        await subscriptions.unsubscribe(
+            session, conversation_id=channel, now=utcnow(), reason=subscriptions.UNSUBSCRIBED
+        )
+    async with sessions() as session:
+        rows = {
+            row.dedupe_key: row
+            for row in await session.exec(
+                select(OutboxMessage).where(col(OutboxMessage.dedupe_key).in_([waiting, sent]))
+            )
+        }
+    assert rows[waiting].status == "failed"
+    assert (rows[waiting].last_error or "").startswith("subscription ended")
+    assert rows[sent].status == "sent", "what went out stays recorded as sent"
