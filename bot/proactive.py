@@ -135,12 +135,13 @@ class OutboxWorker:
             while not self._stopping:
                 room = self.policy.concurrency - len(in_flight)
                 claimed: list[outbox.Delivery] = []
+                # Before claiming: the lease runs from the claim's `now`, not from its commit.
+                claimed_at = time.monotonic()
                 if room > 0:
                     async with transaction(self._sessions) as session:
                         claimed = await outbox.claim_due(
                             session, now=now or utcnow(), limit=room, lease=self.policy.lease
                         )
-                claimed_at = time.monotonic()
                 for delivery in claimed:
                     in_flight.add(asyncio.create_task(self._deliver(delivery, claimed_at, report)))
                 if not in_flight:
