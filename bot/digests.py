@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from dialogs.common import card_message
 from storage import digest, outbox, schedules, subscriptions
 from storage.db import transaction
-from storage.models import DigestSubscription, OutboxMessage, utcnow
+from storage.models import DigestSubscription, OutboxMessage, aware, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def queue_due_digests(
             now=now,
             zone=zone,
         )
-        if when < _aware(subscription.schedule_changed_at):
+        if when < aware(subscription.schedule_changed_at):
             continue  # the time was set after it passed: the first digest is next week's
         if schedules.is_missed(when, now):
             run.missed += 1
@@ -129,8 +129,3 @@ async def _queue(
                 run.already_queued += 1  # another replica got there in between
     if run.queued:
         logger.info("Queued %d weekly digest(s)", run.queued)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

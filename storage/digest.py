@@ -29,7 +29,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.ideas import OPEN_STATUSES as OPEN_IDEA_STATUSES
 from storage.ideas import reference
 from storage.mir import mir_stats
-from storage.models import Idea, IdeaEvent, IdeaSupport, MirSession, Project, ProjectUpdate
+from storage.models import (
+    Idea,
+    IdeaEvent,
+    IdeaSupport,
+    MirSession,
+    Project,
+    ProjectUpdate,
+    aware,
+)
 
 # How many items of each list the digest carries; the rest are only counted ("and N more").
 # With every text cut short by the card, this keeps the card small whatever the data.
@@ -366,11 +374,11 @@ async def _updates(
     previous_rag: str | None = None
     for update_id, project_id, created_at, rag in history:
         first = project_id != previous_project
-        if _aware(created_at) >= start:
+        if aware(created_at) >= start:
             posted.append(
                 _Posted(
                     update_id=update_id or 0,
-                    posted_at=_aware(created_at),
+                    posted_at=aware(created_at),
                     previous_rag=None if first else previous_rag,
                     rag_changed=not first and rag != previous_rag,
                 )
@@ -430,9 +438,9 @@ async def _quiet_projects(
     )
     quiet = sorted(
         (
-            (_aware(last) if last is not None else None, position, project_id, name)
+            (aware(last) if last is not None else None, position, project_id, name)
             for name, position, project_id, last in rows
-            if last is None or _aware(last) < cutoff
+            if last is None or aware(last) < cutoff
         ),
         # Never updated first, then the longest without an update, then the programme's order.
         key=lambda row: (row[0] is not None, row[0] or end, row[1], row[2]),
@@ -457,8 +465,3 @@ def _a_month_before(moment: datetime, zone: tzinfo) -> datetime:
     year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
     day = min(local.day, calendar.monthrange(year, month)[1])
     return local.replace(year=year, month=month, day=day).astimezone(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives back naive datetimes; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, timedelta, tzinfo
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -35,6 +35,7 @@ from storage.models import (
     IdeaTriagePost,
     Person,
     Setting,
+    aware,
     utcnow,
 )
 from storage.people import name_of
@@ -525,7 +526,7 @@ async def history(session: AsyncSession, *, idea_id: int) -> list[IdeaEventView]
             status_label=STATUS_LABELS[event.to_status],
             reason=event.reason,
             by=_actor_name(idea, event.actor_id, names),
-            at=_aware(event.at),
+            at=aware(event.at),
         )
         for event in events
     ]
@@ -750,7 +751,7 @@ async def stale_new_ideas(
     stale = [
         idea
         for idea in rows
-        if working_days_between(_aware(idea.created_at).astimezone(zone).date(), today)
+        if working_days_between(aware(idea.created_at).astimezone(zone).date(), today)
         > working_days
     ]
     return await _views(session, stale)
@@ -900,7 +901,7 @@ async def export_rows(session: AsyncSession) -> list[dict[str, str]]:
 
 
 def _history_line(idea: Idea, event: IdeaEvent, names: Mapping[int, str]) -> str:
-    line = f"{_aware(event.at):%Y-%m-%d} {STATUS_LABELS[event.to_status]}"
+    line = f"{aware(event.at):%Y-%m-%d} {STATUS_LABELS[event.to_status]}"
     if event.duplicate_of_id is not None:
         line += f" of {reference(event.duplicate_of_id)}"
     by = _actor_name(idea, event.actor_id, names)
@@ -960,8 +961,8 @@ async def _views(session: AsyncSession, ideas: Sequence[Idea]) -> list[IdeaView]
                 status_label=STATUS_LABELS[idea.status],
                 submitted_by=None if idea.anonymous else names.get(idea.submitter_id),
                 supporters=supporters.get(idea_id, 0),
-                created_at=_aware(idea.created_at),
-                status_changed_at=_aware(idea.status_changed_at),
+                created_at=aware(idea.created_at),
+                status_changed_at=aware(idea.status_changed_at),
                 last_reason=change.reason if change else None,
                 last_changed_by=_actor_name(idea, change.actor_id, names) if change else None,
                 duplicate_of=reference(idea.duplicate_of_id) if idea.duplicate_of_id else None,
@@ -994,11 +995,6 @@ def _actor_name(idea: Idea, actor_id: int | None, names: Mapping[int, str]) -> s
     if actor_id is None or (idea.anonymous and actor_id == idea.submitter_id):
         return None
     return names.get(actor_id)
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives back naive datetimes; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _insert(session: AsyncSession, table: type[Any]) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, update
@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import ratelimit
-from storage.models import OUTBOX_STATUSES, ConversationReference, OutboxMessage
+from storage.models import OUTBOX_STATUSES, ConversationReference, OutboxMessage, aware
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ async def next_due(session: AsyncSession) -> datetime | None:
         )
     )
     moment = found.one()
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    return aware(moment) if moment is not None else None
 
 
 async def personal_conversation_id(session: AsyncSession, *, person_id: int) -> str | None:

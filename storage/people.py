@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -17,6 +17,7 @@ from storage.models import (
     MirAction,
     MirSession,
     Person,
+    aware,
     utcnow,
 )
 
@@ -189,9 +190,7 @@ def _lookup_due(person: Person, *, now: datetime, recheck_after: timedelta) -> b
     checked = person.directory_checked_at
     if checked is None:
         return True
-    if checked.tzinfo is None:  # SQLite gives back naive datetimes; they were stored in UTC
-        checked = checked.replace(tzinfo=UTC)
-    return now - checked >= recheck_after
+    return now - aware(checked) >= recheck_after
 
 
 async def _addresses_from_teams(

@@ -14,14 +14,14 @@ counted `guard` seconds longer than Teams' own: the limit then holds at Teams' e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import hold_transaction_lock
-from storage.models import DeliveryAttempt, utcnow
+from storage.models import DeliveryAttempt, aware, utcnow
 
 # An advisory lock key, beside storage.db's (PostgreSQL only).
 RATE_LOCK = 0x0C4B_0004
@@ -103,7 +103,7 @@ async def _locked_now(session: AsyncSession) -> datetime:
         # The database's clock, not this server's: replicas whose clocks disagree by more
         # than the guard would otherwise each see the others' requests in the wrong place.
         moment = (await session.exec(select(func.clock_timestamp()))).one()
-        return _aware(moment)
+        return aware(moment)
     await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.id) == -1))
     return utcnow()
 
@@ -133,12 +133,7 @@ async def _free_from(
             .limit(1)
         )
     ).one()
-    return _aware(oldest_to_leave) + span
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands timestamps back without their zone; they were stored in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware(oldest_to_leave) + span
 
 
 async def started_attempts(session: AsyncSession, *, outbox_id: int) -> set[int]:

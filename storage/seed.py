@@ -25,7 +25,7 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.db import SEED_LOCK, hold_transaction_lock, transaction
-from storage.models import DesignPrinciple, Project, ProjectUpdate, Workstream
+from storage.models import DesignPrinciple, Project, ProjectUpdate, Workstream, aware
 
 logger = logging.getLogger(__name__)
 
@@ -337,10 +337,7 @@ def _apply(row: SQLModel, fields: Mapping[str, Any]) -> bool:
 
 
 def _comparable(value: Any) -> Any:
-    # SQLite hands timestamps back without their zone; they were stored in UTC.
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return aware(value) if isinstance(value, datetime) else value
 
 
 def _id(row: Workstream | Project) -> int:
