@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -57,13 +57,14 @@ from bot.background import OutboxLoop, running
 from bot.config import Settings, async_database_url
 from bot.digests import queue_digests_now
 from bot.proactive import DeliveryPolicy, restore_reference
-from storage import migrate, outbox, people, subscriptions
+from storage import migrate, outbox
 from storage.db import create_engine, session_factory, transaction
-from storage.models import DeliveryAttempt, OutboxMessage, utcnow
+from storage.models import DeliveryAttempt, OutboxMessage, aware, utcnow
 from storage.ratelimit import Window
 from storage.seed import seed_programme
+from tests.support.channels import add_channels
 from tests.support.faulty_connector import FaultyConnector
-from tests.support.teams import TENANT_ID, activity
+from tests.support.teams import TENANT_ID
 
 LATENCIES = (0.0, 0.1)
 TEAM_ID = "19:team-benchmark@thread.tacv2"
@@ -119,28 +120,7 @@ async def setup_channels(
     sessions: async_sessionmaker[AsyncSession], service_url: str, count: int
 ) -> list[str]:
     channels = [f"19:bench-{n:05d}-{uuid.uuid4().hex[:8]}@thread.tacv2" for n in range(count)]
-    async with transaction(sessions) as session:
-        for channel in channels:
-            incoming = Activity().deserialize(
-                activity(service_url, conversation_id=channel, conversation_type="channel")
-            )
-            await people.save_conversation_reference(
-                session,
-                conversation_id=channel,
-                conversation_type="channel",
-                tenant_id=TENANT_ID,
-                service_url=service_url,
-                reference=TurnContext.get_conversation_reference(incoming).serialize(),
-                team_id=TEAM_ID,
-                channel_id=channel,
-            )
-            await subscriptions.subscribe(
-                session,
-                conversation_id=channel,
-                team_id=TEAM_ID,
-                person_id=None,
-                now=utcnow() - timedelta(hours=1),
-            )
+    await add_channels(sessions, service_url, channels, team_id=TEAM_ID)
     return channels
 
 
@@ -179,7 +159,7 @@ async def run_engine(
         logged = await session.exec(select(DeliveryAttempt).order_by(col(DeliveryAttempt.at)))
         log = logged.all()
     assert last is not None
-    return (_aware(last) - started).total_seconds(), _delays(log, connector.connector)
+    return (aware(last) - started).total_seconds(), _delays(log, connector.connector)
 
 
 async def _count_sent(sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -190,13 +170,9 @@ async def _count_sent(sessions: async_sessionmaker[AsyncSession]) -> int:
 
 def _delays(log: Sequence[DeliveryAttempt], connector: FaultyConnector) -> tuple[float, float]:
     # Each channel gets one message: its logged request and its arrival pair up.
-    logged_at = {row.conversation_id: _aware(row.at).timestamp() for row in log}
+    logged_at = {row.conversation_id: aware(row.at).timestamp() for row in log}
     delays = sorted(a.wall - logged_at[a.conversation_id] for a in connector.arrivals)
-    return statistics.quantiles(delays, n=100)[98], delays[-1]
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return statistics.quantiles(delays, n=100, method="inclusive")[98], delays[-1]
 
 
 async def run_plain(

@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botbuilder.core import TurnContext
-from botbuilder.schema import Activity
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,13 +36,13 @@ from bot.app import build_worker, delivery_policy
 from bot.background import OutboxLoop, running
 from bot.digests import queue_digests_now
 from bot.proactive import DeliveryPolicy
-from storage import outbox, people, ratelimit, subscriptions
+from storage import outbox, ratelimit, subscriptions
 from storage.db import hold_transaction_lock, transaction
 from storage.models import DeliveryAttempt, OutboxMessage, utcnow
 from storage.ratelimit import TEAMS_LIMITS, Window
 from tests.bot.conftest import make_settings
+from tests.support import channels as channels_support
 from tests.support.faulty_connector import HANG, Fault, FaultyConnector, late, refuse
-from tests.support.teams import TENANT_ID, activity
 
 CHANNELS = 200
 TEAM_ID = "19:team-fanout@thread.tacv2"
@@ -86,32 +84,9 @@ async def add_channels(
     *,
     subscribe: bool = True,
 ) -> None:
-    """Store each channel's conversation reference (as the bot does when it is added to a
-    team) and subscribe it to the digest, an hour ago."""
-    an_hour_ago = utcnow() - timedelta(hours=1)
-    async with transaction(sessions) as session:
-        for channel in channels:
-            incoming = Activity().deserialize(
-                activity(service_url, conversation_id=channel, conversation_type="channel")
-            )
-            await people.save_conversation_reference(
-                session,
-                conversation_id=channel,
-                conversation_type="channel",
-                tenant_id=TENANT_ID,
-                service_url=service_url,
-                reference=TurnContext.get_conversation_reference(incoming).serialize(),
-                team_id=TEAM_ID,
-                channel_id=channel,
-            )
-            if subscribe:
-                await subscriptions.subscribe(
-                    session,
-                    conversation_id=channel,
-                    team_id=TEAM_ID,
-                    person_id=None,
-                    now=an_hour_ago,
-                )
+    await channels_support.add_channels(
+        sessions, service_url, channels, team_id=TEAM_ID, subscribe=subscribe
+    )
 
 
 async def outbox_status(sessions: async_sessionmaker[AsyncSession]) -> outbox.OutboxStatus:
