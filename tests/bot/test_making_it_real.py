@@ -471,19 +471,24 @@ async def test_removing_the_app_makes_the_person_unreachable(story: Story) -> No
     assert (await story.remind(_today())).unreachable, "counted, not silently skipped"
 
 
-async def test_an_agreed_change_becomes_an_idea_with_one_button(story: Story) -> None:
-    bea = story.chat(story.makers[1])
-    form = (await bea.say("log session")).card
-    await bea.press(
+async def _log_todays_session(maker: TeamsClient, changes: str) -> None:
+    """Log a session held today with the Benefits team, agreeing `changes` (one a line)."""
+    form = (await maker.say("log session")).card
+    await maker.press(
         form,
         "Log session",
         date=_today().isoformat(),
         team="Benefits team",
         attendees="5",
         themes="Paperwork",
-        changes="Scan forms at the counter\nOne shared contact log",
+        changes=changes,
         rating="4",
     )
+
+
+async def test_an_agreed_change_becomes_an_idea_with_one_button(story: Story) -> None:
+    bea = story.chat(story.makers[1])
+    await _log_todays_session(bea, "Scan forms at the counter\nOne shared contact log")
     actions = (await bea.say("my actions")).card
     offers = [n for n in card_nodes(actions) if n.get("title") == "Make it an idea"]
     assert len(offers) == 2
@@ -511,17 +516,7 @@ async def test_an_agreed_change_becomes_an_idea_with_one_button(story: Story) ->
 
 async def test_a_refused_drop_keeps_the_reason_typed(story: Story) -> None:
     bea = story.chat(story.makers[1])
-    form = (await bea.say("log session")).card
-    await bea.press(
-        form,
-        "Log session",
-        date=_today().isoformat(),
-        team="Benefits team",
-        attendees="5",
-        themes="Paperwork",
-        changes="Scan forms at the counter",
-        rating="4",
-    )
+    await _log_todays_session(bea, "Scan forms at the counter")
     actions = (await bea.say("my actions")).card
     drop = find_action(actions, "Drop action")
     too_long = "Because " * 80
