@@ -36,7 +36,7 @@ class DigestRun:
 
 
 def digest_key(subscription_id: int, due: datetime, zone: tzinfo) -> str:
-    return f"digest:{subscription_id}:{schedules.iso_week(due, zone)}"
+    return subscriptions.digest_key(subscription_id, week=schedules.iso_week(due, zone))
 
 
 async def queue_due_digests(

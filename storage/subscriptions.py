@@ -224,18 +224,19 @@ async def end_for_conversation(
     )
 
 
+def digest_key(subscription_id: int, *, week: str) -> str:
+    """The outbox key of a subscription's digest for an ISO week ("2026-W49"): one digest a
+    week per channel. With an empty week, the start every one of its digests' keys shares."""
+    return f"digest:{subscription_id}:{week}"
+
+
 async def _end(
     session: AsyncSession, condition: ColumnElement[bool], *, now: datetime, reason: str
 ) -> int:
-    ending = list(
-        (
-            await session.exec(
-                select(DigestSubscription.id).where(
-                    condition, col(DigestSubscription.active).is_(True)
-                )
-            )
-        ).all()
+    found = await session.exec(
+        select(DigestSubscription.id).where(condition, col(DigestSubscription.active).is_(True))
     )
+    ending = [subscription_id for subscription_id in found.all() if subscription_id is not None]
     if not ending:
         return 0
     await session.exec(
@@ -251,7 +252,7 @@ async def _end(
             .where(
                 col(OutboxMessage.status) == "pending",
                 col(OutboxMessage.dedupe_key).startswith(
-                    f"digest:{subscription_id}:", autoescape=True
+                    digest_key(subscription_id, week=""), autoescape=True
                 ),
             )
             .values(status="failed", last_error=f"subscription ended: {reason}"[:200])
