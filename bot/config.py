@@ -82,6 +82,47 @@ class Settings(BaseSettings):
     allow_unauthenticated_network: bool = Field(
         default=False, validation_alias=AliasChoices("ALLOW_UNAUTHENTICATED_NETWORK")
     )
+    # "text" for people reading a terminal, "json" (one object a line) for a log service.
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias=AliasChoices("LOG_FORMAT")
+    )
+
+    # --- The Teams app package (`ourcambridge manifest build`) ---
+    # The Teams app's id in the manifest and the org catalogue; empty means MicrosoftAppId.
+    teams_app_id: str = Field(default="", validation_alias=AliasChoices("TEAMS_APP_ID"))
+    # The package's version; raise it for every upload of a changed package.
+    teams_app_version: str = Field(
+        default="1.0.0", validation_alias=AliasChoices("TEAMS_APP_VERSION")
+    )
+    # The bot's public host name (e.g. ourcambridge.azurewebsites.net), for validDomains.
+    bot_domain: str = Field(default="", validation_alias=AliasChoices("BOT_DOMAIN"))
+    developer_name: str = Field(
+        default="Cambridge City Council", validation_alias=AliasChoices("DEVELOPER_NAME")
+    )
+    developer_website_url: str = Field(
+        default="https://www.cambridge.gov.uk/",
+        validation_alias=AliasChoices("DEVELOPER_WEBSITE_URL"),
+    )
+    developer_privacy_url: str = Field(
+        default="https://www.cambridge.gov.uk/privacy-notice",
+        validation_alias=AliasChoices("DEVELOPER_PRIVACY_URL"),
+    )
+    developer_terms_url: str = Field(
+        default="https://www.cambridge.gov.uk/terms-of-use",
+        validation_alias=AliasChoices("DEVELOPER_TERMS_URL"),
+    )
+
+    # --- Microsoft Graph (bot/graph.py), with the bot's own identity ---
+    # Off until the council has granted the permissions docs/deploy.md lists.
+    graph_enabled: bool = Field(default=False, validation_alias=AliasChoices("GRAPH_ENABLED"))
+    graph_url: str = Field(
+        default="https://graph.microsoft.com/v1.0", validation_alias=AliasChoices("GRAPH_URL")
+    )
+    # Entra ID's sign-in host (another cloud's, for a sovereign cloud).
+    authority_host: str = Field(
+        default="https://login.microsoftonline.com",
+        validation_alias=AliasChoices("AUTHORITY_HOST"),
+    )
 
     @field_validator("admin_aad_ids", "allowed_tenant_ids", mode="before")
     @classmethod
@@ -144,6 +185,16 @@ class Settings(BaseSettings):
     @property
     def authentication_enabled(self) -> bool:
         return bool(self.microsoft_app_id)
+
+    @property
+    def manifest_app_id(self) -> str:
+        """The Teams app's id: TEAMS_APP_ID, else the bot's app id."""
+        return self.teams_app_id or self.microsoft_app_id
+
+    @property
+    def graph_available(self) -> bool:
+        """Graph is used only when asked for and the bot has an identity to call it with."""
+        return self.graph_enabled and self.authentication_enabled
 
     @property
     def zone(self) -> ZoneInfo:
