@@ -18,7 +18,6 @@ from botbuilder.core import ConversationState, InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
-    ConfigurationServiceClientCredentialFactory,
 )
 from botbuilder.schema import Activity
 from botframework.connector.auth import (
@@ -34,6 +33,7 @@ from bot.background import OutboxLoop, running
 from bot.config import Settings, botframework_config
 from bot.connector import BotConnector, TokenSource
 from bot.handler import OurCambridgeBot
+from bot.identity import IdentityCredentialsFactory, build_identity
 from bot.proactive import DeliveryPolicy, OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
 from bot.scheduler import Scheduler
@@ -63,11 +63,16 @@ def create_app(
     settings: Settings,
     *,
     credentials_factory: ServiceClientCredentialsFactory | None = None,
+    msal_http_client: Any | None = None,
 ) -> web.Application:
-    """Build the whole service. `credentials_factory` lets tests replace outgoing-token minting."""
+    """Build the whole service. Tests may replace outgoing-token minting
+    (`credentials_factory`) or point MSAL at a local fake Entra ID (`msal_http_client`)."""
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     conversation_state = ConversationState(SqlStorage(sessions))
+    identity = build_identity(settings, http_client=msal_http_client)
+    if credentials_factory is None and identity is not None:
+        credentials_factory = IdentityCredentialsFactory(identity, settings.microsoft_app_id)
     adapter = build_adapter(settings, credentials_factory=credentials_factory)
     worker = build_worker(settings, sessions, credentials_factory=credentials_factory)
     outbox_loop = OutboxLoop(worker, sessions)
@@ -144,10 +149,11 @@ def outgoing_token_source(
 ) -> TokenSource | None:
     """The bearer token for the Bot Connector, from the same credentials botbuilder uses
     (app secret, single tenant or managed identity); None when authentication is off."""
-    if not settings.authentication_enabled:
+    identity = build_identity(settings)
+    if identity is None:
         return None
-    factory = credentials_factory or ConfigurationServiceClientCredentialFactory(
-        botframework_config(settings)
+    factory = credentials_factory or IdentityCredentialsFactory(
+        identity, settings.microsoft_app_id
     )
     credentials: list[AppCredentials] = []
 

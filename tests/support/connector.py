@@ -20,6 +20,7 @@ class SentActivity:
     conversation_id: str
     reply_to_id: str | None
     activity: dict[str, Any]
+    authorization: str | None = None  # the request's Authorization header, as sent
 
 
 @dataclass
@@ -105,6 +106,7 @@ class FakeConnector:
                 conversation_id=request.match_info["conversation"],
                 reply_to_id=request.match_info.get("reply_to"),
                 activity=activity,
+                authorization=request.headers.get("Authorization"),
             )
         )
         self._arrived.set()
