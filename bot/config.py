@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from types import SimpleNamespace
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from botframework.connector.auth import AuthenticationConstants as Endpoints
@@ -151,10 +152,14 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         return async_database_url(value)
 
+    # Serving needs the bot's whole identity; a subclass for work that needs only its ids
+    # (building the Teams app package) turns the check off.
+    requires_credentials: ClassVar[bool] = True
+
     @model_validator(mode="after")
     def _credentials_complete(self) -> Settings:
         # Refuse at start-up what botbuilder would only refuse on the first reply.
-        if not self.microsoft_app_id:
+        if not self.microsoft_app_id or not self.requires_credentials:
             return self
         missing = []
         if self.microsoft_app_type == "SingleTenant" and not self.microsoft_app_password:
@@ -215,7 +220,10 @@ def async_database_url(url: str) -> str:
         return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
     for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
         if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
+            url = "postgresql+asyncpg://" + url.removeprefix(prefix)
+    if url.startswith("postgresql+asyncpg://"):
+        # asyncpg calls libpq's sslmode "ssl" (same values); Azure's portal shows sslmode=.
+        url = re.sub(r"([?&])sslmode=", r"\1ssl=", url)
     return url
 
 
