@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "unsubscribe": ("unsubscribe", "unsubscribe from the digest", "unsubscribe from digest"),
     "digest settings": ("digest settings", "digest setting"),
     "digest preview": ("digest preview", "preview digest", "preview the digest"),
+    "install app": ("install app", "install for change makers", "install the app"),
     "cancel": ("cancel", "stop", "quit"),
 }
 

@@ -39,6 +39,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.commands import Command, closest_commands, parse
 from bot.config import Settings
+from bot.graph import (
+    AppNotInCatalogue,
+    GraphClient,
+    GraphError,
+    GraphPermissionMissing,
+    department_lookup,
+    install_for_change_makers,
+)
+from bot.identity import IdentityError
 from bot.teams_people import (
     identify_caller,
     remember_channel,
@@ -52,7 +61,13 @@ from cards import render_card
 from dialogs import digest as digest_dialogs
 from dialogs import ideas as ideas_dialogs
 from dialogs import making_it_real
-from dialogs.common import Caller, is_personal_chat, send_card, submitted_values
+from dialogs.common import (
+    Caller,
+    is_personal_chat,
+    reply_privately,
+    send_card,
+    submitted_values,
+)
 from dialogs.digest import DigestSubscriptions
 from dialogs.ideas import Ideas
 from dialogs.making_it_real import MakingItReal, MirTexts
@@ -65,6 +80,7 @@ from storage.models import utcnow
 logger = logging.getLogger(__name__)
 
 SEARCH_RESULTS = 10
+GRAPH_OFF_TEXT = "Microsoft Graph is not set up for this bot (see docs/deploy.md)."
 # turn_state key of the identified Caller of this turn.
 CALLER = "ourcambridge.caller"
 
@@ -78,17 +94,21 @@ class OurCambridgeBot(TeamsActivityHandler):
         conversation_state: ConversationState,
         adapter: BotAdapter,
         outbox_changed: Callable[[], None] = lambda: None,
+        graph: GraphClient | None = None,
     ):
         self._settings = settings
         self._sessions = sessions
         self._conversation_state = conversation_state
         self._adapter = adapter
+        self._graph = graph
+        department_of = department_lookup(graph)
         self._ideas = Ideas(
             sessions=sessions,
             today=self._today,
             outbox_changed=outbox_changed,
             remember_channel=lambda context: remember_channel(context, sessions=sessions),
             send_privately=self._send_privately,
+            department_of=department_of,
         )
         self._mir = MakingItReal(
             sessions=sessions,
@@ -96,6 +116,7 @@ class OurCambridgeBot(TeamsActivityHandler):
             send_privately=self._send_privately,
             outbox_changed=outbox_changed,
             texts=MirTexts(contact=settings.mir_contact),
+            department_of=department_of,
         )
         self._digest = DigestSubscriptions(
             sessions=sessions,
@@ -258,6 +279,8 @@ class OurCambridgeBot(TeamsActivityHandler):
             await self._digest.on_command(
                 turn_context, caller if isinstance(caller, Caller) else None, command.name
             )
+        elif command.name == "install app":
+            await self._install_app(turn_context)
         elif not command.text:
             await send_card(turn_context, "help", is_admin=is_admin, in_channel=False)
         else:
@@ -319,6 +342,47 @@ class OurCambridgeBot(TeamsActivityHandler):
                 query=query,
                 can_post_update=self.can_post_updates_here(turn_context),
             )
+
+    async def _install_app(self, turn_context: TurnContext) -> None:
+        """`install app` (admins): install the Teams app for the roster's Change Makers the
+        bot cannot reach yet, through Microsoft Graph; the counts go to the admin only."""
+        caller = turn_context.turn_state.get(CALLER)
+        if not isinstance(caller, Caller) or not self.is_admin(turn_context):
+            logger.warning("Refused install app from someone not on the team")
+            await turn_context.send_activity(
+                "Only the transformation team can install the app for Change Makers."
+            )
+            return
+        if self._graph is None:
+            answer = GRAPH_OFF_TEXT
+        else:
+            try:
+                report = await install_for_change_makers(
+                    self._graph, self._sessions, teams_app_id=self._settings.manifest_app_id
+                )
+            except (GraphPermissionMissing, AppNotInCatalogue) as error:
+                # The council's set-up, not a passing fault: an administrator must act.
+                logger.error("Installing the app for Change Makers failed: %s", error)
+                answer = f"I couldn't install the app. {error}"
+            except (GraphError, IdentityError) as error:
+                logger.warning(
+                    "Installing the app for Change Makers failed: %s", type(error).__name__
+                )
+                answer = "I couldn't reach Microsoft Graph to install the app. Try again later."
+            else:
+                answer = report.summary()
+                if report.installed:
+                    answer += (
+                        " Teams lets me know as each installation completes; from then on my "
+                        "reminders reach them."
+                    )
+        await reply_privately(
+            turn_context,
+            caller,
+            MessageFactory.text(answer),
+            self._send_privately,
+            ask_there="type **install app** there",
+        )
 
     async def _send_projects(self, turn_context: TurnContext, argument: str) -> None:
         async with self._sessions() as session:

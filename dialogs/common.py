@@ -46,6 +46,22 @@ class Caller:
         return role in self.roles
 
 
+# A person's department in the organisation's directory, by their AAD object id; None when
+# it is not known (or the directory could not say in time). Forms use it as a default.
+DepartmentOf = Callable[[str], Awaitable[str | None]]
+
+
+async def sender_department(
+    turn_context: TurnContext, department_of: DepartmentOf | None
+) -> str | None:
+    """The directory department of whoever sent this turn, or None (no lookup configured,
+    no AAD object id, nothing recorded)."""
+    sender = turn_context.activity.from_property
+    if department_of is None or sender is None or not sender.aad_object_id:
+        return None
+    return await department_of(sender.aad_object_id)
+
+
 # Sends an activity to the caller's 1:1 chat (opening one if need be); False if it could not.
 SendPrivately = Callable[[TurnContext, "Caller", Activity], Awaitable[bool]]
 

@@ -22,14 +22,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from cards import render_card
 from dialogs.common import (
     Caller,
+    DepartmentOf,
     SendPrivately,
     card_message,
     form_id_of,
     is_personal_chat,
     reply_privately,
+    sender_department,
     whole_number,
 )
-from storage import ideas, mir, outbox, programme
+from storage import ideas, mir, outbox, people, programme
 from storage.db import transaction
 from storage.models import utcnow
 from storage.views import IdeaView
@@ -75,8 +77,10 @@ class Ideas:
         outbox_changed: Callable[[], None],
         remember_channel: Callable[[TurnContext], Awaitable[str]],
         send_privately: SendPrivately,
+        department_of: DepartmentOf | None = None,
     ) -> None:
         self._send_privately = send_privately
+        self._department_of = department_of
         self._sessions = sessions
         self._today = today
         self._outbox_changed = outbox_changed
@@ -89,7 +93,11 @@ class Ideas:
     ) -> None:
         if name == "idea":
             # "idea scan forms at the counter": the words typed start the title.
-            await self._send_form(turn_context, caller, values={"title": argument[:120]}, errors={})
+            values = {
+                "title": argument[:120],
+                "service_area": await self._service_area(turn_context, caller),
+            }
+            await self._send_form(turn_context, caller, values=values, errors={})
         elif name == "my ideas":
             await self._my_ideas(turn_context, caller, notice=None)
         elif name == "ideas":
@@ -166,10 +174,20 @@ class Ideas:
             "title": action.text[:120],
             "problem": f"Agreed at a Making It Real session with {action.session_team} on "
             f"{action.session_date:%-d %B %Y}: {action.text}"[:2000],
+            "service_area": await self._service_area(turn_context, caller),
         }
         await self._send_form(
             turn_context, caller, values=values, errors={}, mir_action_id=action.id
         )
+
+    async def _service_area(self, turn_context: TurnContext, caller: Caller) -> str:
+        """A new form's service area: the roster's, or else the directory department's,
+        when it names one of SERVICE_AREAS; else none (the person chooses)."""
+        async with self._sessions() as session:
+            area = await people.service_area_of(session, person_id=caller.person_id)
+        if area is None:
+            area = await sender_department(turn_context, self._department_of)
+        return ideas.service_area_for(area) or ""
 
     async def _on_submit(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]
@@ -372,7 +390,8 @@ class Ideas:
             logger.warning("Refused a status change of an idea that does not exist")
             return _refused(None, "I can't find that idea, so nothing changed.")
         except ideas.IllegalTransition as refusal:
-            logger.warning("Refused an idea status change: %s", refusal)
+            # Not the refusal's text: it quotes what the admin typed.
+            logger.warning("Refused a status change of idea %s", idea_id)
             async with self._sessions() as session:
                 current = await _maybe_idea(session, idea_id)
             return _refused(current, f"{refusal} Nothing changed.")

@@ -23,10 +23,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from dialogs.common import (
     Caller,
+    DepartmentOf,
     SendPrivately,
     card_message,
     form_id_of,
     reply_privately,
+    sender_department,
     whole_number,
 )
 from storage import ideas, mir, outbox, people, programme
@@ -89,7 +91,9 @@ class MakingItReal:
         send_privately: SendPrivately,
         outbox_changed: Callable[[], None],
         texts: MirTexts,
+        department_of: DepartmentOf | None = None,
     ) -> None:
+        self._department_of = department_of
         self._sessions = sessions
         self._today = today
         self._send_privately = send_privately
@@ -150,12 +154,13 @@ class MakingItReal:
     async def _schedule_form(self, turn_context: TurnContext, caller: Caller) -> None:
         async with self._sessions() as session:
             area = await people.service_area_of(session, person_id=caller.person_id)
+        team = await self._team_default(turn_context, area)
         await self._reply(
             turn_context,
             caller,
             card_message(
                 "schedule_form",
-                values={"date": "", "time": "", "team": area or "", "expected": ""},
+                values={"date": "", "time": "", "team": team, "expected": ""},
                 errors={},
                 form_id=programme.new_form_id(),
                 session_id=None,
@@ -292,7 +297,7 @@ class MakingItReal:
         values = {
             "scheduled": str(chosen.id) if chosen else "",
             "date": (chosen.session_date if chosen else today).isoformat(),
-            "team": chosen.team if chosen else (area or ""),
+            "team": chosen.team if chosen else await self._team_default(turn_context, area),
             "attendees": str(chosen.expected_attendees or "") if chosen else "",
             "themes": "",
             "changes": "",
@@ -312,6 +317,14 @@ class MakingItReal:
                 today=today,
             ),
         )
+
+    async def _team_default(self, turn_context: TurnContext, area: str | None) -> str:
+        """A new form's team: the roster's service area, or else the person's department
+        in the directory, as it is written there (the field is free text)."""
+        if area:
+            return area
+        department = await sender_department(turn_context, self._department_of)
+        return " ".join((department or "").split())[: mir.MAX_TEAM]
 
     async def _on_log_submit(
         self, turn_context: TurnContext, caller: Caller, values: Mapping[str, Any]

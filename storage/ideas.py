@@ -274,6 +274,36 @@ def _service_area(text: str) -> str | None:
     return next((area for area in SERVICE_AREAS if area.casefold() == wanted), None)
 
 
+def service_area_for(department: str | None) -> str | None:
+    """The service area a directory department (or a roster's free-text area) names, for a
+    form's default: the same words in any case, or one's words found within the other's
+    ("Housing Services" is Housing, "ICT" is ICT and Digital). None when nothing or more
+    than one area fits: no default is better than a wrong one."""
+    wanted = _words(department or "")
+    if not wanted:
+        return None
+    exact = [area for area in SERVICE_AREAS if _words(area) == wanted]
+    if exact:
+        return exact[0]
+    # "Other" is a choice of last resort, never something a department contains.
+    fits = [
+        area
+        for area in SERVICE_AREAS
+        if area != "Other" and (_contains(wanted, _words(area)) or _contains(_words(area), wanted))
+    ]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"[a-z0-9]+", text.casefold().replace("&", " and ")))
+
+
+def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    """Whether `part` appears in `words` as consecutive whole words."""
+    size = len(part)
+    return any(words[start : start + size] == part for start in range(len(words) - size + 1))
+
+
 def _toggle(text: str) -> bool | None:
     # Missing (an older card, a crafted one) means not anonymous, as the toggle starts off.
     return {"true": True, "false": False, "": False}.get(text.strip().casefold())

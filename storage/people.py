@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -260,6 +260,21 @@ async def service_area_of(session: AsyncSession, *, person_id: int) -> str | Non
     """The person's service area from the roster (a form's default team), if any."""
     person = await session.get(Person, person_id)
     return person.service_area if person else None
+
+
+async def change_makers_without_chat(session: AsyncSession) -> list[str]:
+    """The emails of the roster's Change Makers the bot has no 1:1 chat with (they never
+    opened the app, so reminders cannot reach them), in email order."""
+    with_chat = select(ConversationReference.person_id).where(
+        col(ConversationReference.conversation_type) == "personal",
+        col(ConversationReference.person_id).is_not(None),
+    )
+    found = await session.exec(
+        select(Person)
+        .where(col(Person.in_roster) == true(), col(Person.id).not_in(with_chat))
+        .order_by(col(Person.email))
+    )
+    return [person.email for person in found if person.email and "change_maker" in roles_of(person)]
 
 
 async def set_reminders(session: AsyncSession, *, person_id: int, enabled: bool) -> None:
