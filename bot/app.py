@@ -32,8 +32,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.background import OutboxLoop, running
 from bot.config import Settings, botframework_config
 from bot.connector import BotConnector, TokenSource
+from bot.graph import build_graph
 from bot.handler import OurCambridgeBot
 from bot.identity import IdentityCredentialsFactory, build_identity
+from bot.logs import TurnLog, request_ids
 from bot.proactive import DeliveryPolicy, OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
 from bot.scheduler import Scheduler
@@ -76,12 +78,14 @@ def create_app(
     adapter = build_adapter(settings, credentials_factory=credentials_factory)
     worker = build_worker(settings, sessions, credentials_factory=credentials_factory)
     outbox_loop = OutboxLoop(worker, sessions)
+    graph = build_graph(settings, identity)
     bot = OurCambridgeBot(
         settings=settings,
         sessions=sessions,
         conversation_state=conversation_state,
         adapter=adapter,
         outbox_changed=outbox_loop.kick,
+        graph=graph,
     )
 
     async def on_turn_error(turn_context: TurnContext, error: Exception) -> None:
@@ -89,7 +93,7 @@ def create_app(
 
     adapter.on_turn_error = on_turn_error
 
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[request_ids])
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[ADAPTER] = adapter
@@ -102,6 +106,8 @@ def create_app(
     app.cleanup_ctx.append(_engine_lifetime)
     app.cleanup_ctx.append(_prune_processed_activities)
     app.cleanup_ctx.append(_background_work)
+    if graph is not None:
+        app.on_cleanup.append(lambda _app: graph.close())
     return app
 
 
@@ -152,9 +158,7 @@ def outgoing_token_source(
     identity = build_identity(settings)
     if identity is None:
         return None
-    factory = credentials_factory or IdentityCredentialsFactory(
-        identity, settings.microsoft_app_id
-    )
+    factory = credentials_factory or IdentityCredentialsFactory(identity, settings.microsoft_app_id)
     credentials: list[AppCredentials] = []
 
     async def token() -> str | None:
@@ -185,7 +189,19 @@ def build_adapter(
 
 
 async def messages(request: web.Request) -> web.Response:
-    """POST /api/messages, written here rather than with CloudAdapter.process: botbuilder
+    """POST /api/messages, and one log line about the turn (its kind, never its text)."""
+    turn = TurnLog()
+    try:
+        response = await _answer_activity(request, turn)
+    except Exception:
+        turn.done(HTTPStatus.INTERNAL_SERVER_ERROR)
+        raise
+    turn.done(response.status)
+    return response
+
+
+async def _answer_activity(request: web.Request, turn: TurnLog) -> web.Response:
+    """The activity's answer, written here rather than with CloudAdapter.process: botbuilder
     4.17.1 double-serialises invoke bodies there (every invoke would answer 500), answers a
     missing content type with 404 and many kinds of bad token with 500."""
     if request.content_type != "application/json":
@@ -200,9 +216,11 @@ async def messages(request: web.Request) -> web.Response:
         return _problem(HTTPStatus.BAD_REQUEST, "The body is not an activity: it has no type.")
     try:
         activity = Activity().deserialize(body)
-    except Exception:  # msrest raises a variety of errors for wrongly typed fields
-        logger.info("Refused an activity that does not deserialise", exc_info=True)
+    except Exception as error:  # msrest raises a variety of errors for wrongly typed fields
+        # Its message quotes the offending value, which may be anything a person typed.
+        logger.info("Refused an activity that does not deserialise: %s", type(error).__name__)
         return _problem(HTTPStatus.BAD_REQUEST, "The activity has fields of the wrong type.")
+    turn.activity = activity
     if not activity.service_url or not activity.conversation or not activity.conversation.id:
         return _problem(HTTPStatus.BAD_REQUEST, "The activity has no serviceUrl or conversation.")
 
@@ -235,8 +253,11 @@ def _invoke_response(invoke_response: InvokeResponse | None) -> web.Response:
         if body is None:
             return web.Response(status=status)
         return web.json_response(body, status=status)
-    except Exception:  # msrest's SerializationError, or a body json cannot write
-        logger.warning("An invoke answer could not be serialised; answered 400", exc_info=True)
+    except Exception as error:  # msrest's SerializationError, or a body json cannot write
+        # Not the message: msrest quotes the value it could not write, a card's text perhaps.
+        logger.warning(
+            "An invoke answer could not be serialised (%s); answered 400", type(error).__name__
+        )
         return _problem(HTTPStatus.BAD_REQUEST, "The invoke could not be answered.")
 
 

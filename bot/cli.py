@@ -73,6 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     roster_import.add_argument("file", type=Path, metavar="FILE", help="the roster CSV file")
+    roster_commands.add_parser(
+        "install-app",
+        help="install the Teams app for Change Makers the bot cannot message yet (Graph)",
+        description=(
+            "Install the Teams app, through Microsoft Graph, for every roster Change Maker "
+            "the bot has no 1:1 chat with, so its reminders reach them, and print how many "
+            "were installed, already had it or are not in the directory. Needs "
+            "GRAPH_ENABLED=true, the app in the organisation's catalogue and the application "
+            "permissions AppCatalog.Read.All and TeamsAppInstallation.ReadWriteSelfForUser.All "
+            "(docs/deploy.md). Exit status: 0 done, 1 Graph is not set up or refused."
+        ),
+    )
 
     ideas_parser = commands.add_parser("ideas", help="small improvement ideas")
     ideas_commands = ideas_parser.add_subparsers(
@@ -163,20 +175,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the card JSON to standard output (the default; kept for scripts)",
     )
     preview.add_argument("--week", metavar="YYYY-Www", help="the ISO week, e.g. 2022-W24")
+
+    manifest_parser = commands.add_parser("manifest", help="the Teams app package")
+    manifest_commands = manifest_parser.add_subparsers(
+        dest="manifest_command", required=True, metavar="MANIFEST_COMMAND"
+    )
+    manifest_build = manifest_commands.add_parser(
+        "build",
+        help="write the Teams app package (appmanifest/build/ourcambridge.zip)",
+        description=(
+            "Fill in appmanifest/manifest.json.j2 from the settings (MicrosoftAppId, "
+            "TEAMS_APP_ID, TEAMS_APP_VERSION, BOT_DOMAIN, DEVELOPER_*), check it against the "
+            "Teams manifest schema v1.30 and Teams' rules, and write the zip to upload to Teams "
+            "(manifest.json, color.png, outline.png). No secret is needed. Prints the zip's "
+            "path. Exit status: 0 written, 1 the manifest is not valid (each problem named by "
+            "its JSON path; nothing is written), 2 a configuration error."
+        ),
+    )
+    manifest_build.add_argument(
+        "--app-id", metavar="GUID", help="the Azure Bot's app id (default: MicrosoftAppId)"
+    )
+    manifest_build.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="the zip file to write (a name ending .zip), or a directory to write "
+        "ourcambridge.zip in",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "manifest":
+        # Before the settings below, which refuse an app id without its secret: the package
+        # needs only ids, so it can be built where no secret is.
+        return _build_manifest(app_id=args.app_id, output=args.output)
     try:
         settings = Settings()
     except ValidationError as error:
         sys.stderr.write(f"ourcambridge: configuration error:\n{error}\n")
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from bot.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return _serve(settings, host=args.host, port=args.port)
     if args.command == "db":
@@ -187,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "seed":
         return asyncio.run(_seed(settings))
+    if args.command == "roster" and args.roster_command == "install-app":
+        return asyncio.run(_install_app(settings))
     if args.command == "roster":
         return asyncio.run(_import_roster(settings, args.file))
     if args.command == "ideas":
@@ -209,6 +253,7 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.logs import AccessLog
 
     host = host or settings.host
     port = port or settings.port
@@ -223,7 +268,7 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         logger.warning(
             "MicrosoftAppId is empty: authentication is OFF. Use this only on your own machine."
         )
-    web.run_app(create_app(settings), host=host, port=port, print=None)
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log_class=AccessLog)
     return 0
 
 
@@ -267,6 +312,34 @@ async def _import_roster(settings: Settings, path: Path) -> int:
         return 1
     finally:
         await engine.dispose()
+    return 0
+
+
+async def _install_app(settings: Settings) -> int:
+    from bot.graph import GraphClient, GraphError, install_for_change_makers
+    from bot.identity import IdentityError, build_identity
+    from storage.db import create_engine, session_factory
+
+    identity = build_identity(settings)
+    if not settings.graph_available or identity is None:
+        sys.stderr.write(
+            "ourcambridge: Microsoft Graph is not set up: set GRAPH_ENABLED=true and the bot's "
+            "MicrosoftAppId (see docs/deploy.md)\n"
+        )
+        return 1
+    graph = GraphClient(identity, base_url=settings.graph_url)
+    engine = create_engine(settings.database_url)
+    try:
+        report = await install_for_change_makers(
+            graph, session_factory(engine), teams_app_id=settings.manifest_app_id
+        )
+    except (GraphError, IdentityError) as error:
+        sys.stderr.write(f"ourcambridge: {error}\n")
+        return 1
+    finally:
+        await graph.close()
+        await engine.dispose()
+    sys.stdout.write(report.summary() + "\n")
     return 0
 
 
@@ -387,6 +460,33 @@ async def _preview_digest(settings: Settings, week: str | None) -> int:
         await engine.dispose()
     card = activity["attachments"][0]["content"]
     sys.stdout.write(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _build_manifest(*, app_id: str | None, output: Path | None) -> int:
+    from bot.manifest import PACKAGE_NAME, ManifestInvalid, PackageSettings, build_package
+
+    try:
+        settings = PackageSettings()
+    except ValidationError as error:
+        sys.stderr.write(f"ourcambridge: configuration error:\n{error}\n")
+        return 2
+    if app_id is not None:
+        settings = settings.model_copy(update={"microsoft_app_id": app_id.strip()})
+    out_dir, filename = None, PACKAGE_NAME
+    if output is not None and output.suffix.lower() == ".zip" and not output.is_dir():
+        out_dir, filename = output.parent, output.name
+    elif output is not None:
+        out_dir = output
+    try:
+        path = build_package(settings, out_dir, filename=filename)
+    except ManifestInvalid as error:
+        sys.stderr.write(f"ourcambridge: {error}\n")
+        return 1
+    except OSError as error:
+        sys.stderr.write(f"ourcambridge: cannot write the package: {error}\n")
+        return 1
+    sys.stdout.write(f"{path}\n")
     return 0
 
 

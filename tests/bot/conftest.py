@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestServer
 from bot.app import create_app
 from bot.config import Settings
 from tests.support.connector import FakeConnector
+from tests.support.openid import OpenIdServer, new_key
 from tests.support.teams import ADMIN_AAD_ID, OFFICER, TeamsClient
 
 
@@ -86,3 +87,11 @@ def officer(
 ) -> TeamsClient:
     """A programme officer (listed in ADMIN_AAD_IDS) in a new 1:1 chat with the bot."""
     return TeamsClient(bot_url=bot_server.url, connector=connector, http=http, user=OFFICER)
+
+
+@pytest.fixture(scope="session")
+def openid() -> Iterator[OpenIdServer]:
+    """The Bot Framework's token signing keys, served locally (BOT_OPENID_METADATA_URL)."""
+    server = OpenIdServer(new_key()).start()
+    yield server
+    server.stop()

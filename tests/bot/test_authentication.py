@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import jwt
@@ -31,13 +31,6 @@ class NoOutgoingTokens(ServiceClientCredentialsFactory):
         self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
     ) -> MicrosoftAppCredentials:
         return MicrosoftAppCredentials("", "")
-
-
-@pytest.fixture(scope="module")
-def openid() -> Iterator[OpenIdServer]:
-    server = OpenIdServer(new_key()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

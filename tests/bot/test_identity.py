@@ -26,20 +26,13 @@ from storage.models import utcnow
 from tests.bot.conftest import make_settings
 from tests.support.connector import FakeConnector
 from tests.support.entra import FakeEntra
-from tests.support.openid import OpenIdServer, new_key
+from tests.support.openid import OpenIdServer
 from tests.support.teams import TeamsClient
 
 APP_ID = "5e1f0c2a-0000-4000-8000-0000000000b7"
 TENANT = "72f988bf-0000-4000-8000-00000000cafe"
 SECRET = "suite-client-secret"
 CONNECTOR_SCOPE = "https://api.botframework.com"
-
-
-@pytest.fixture(scope="module")
-def openid() -> Iterator[OpenIdServer]:
-    server = OpenIdServer(new_key()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
