@@ -34,7 +34,7 @@ from bot.config import Settings, botframework_config
 from bot.connector import BotConnector, TokenSource
 from bot.graph import build_graph
 from bot.handler import OurCambridgeBot
-from bot.identity import IdentityCredentialsFactory, build_identity
+from bot.identity import Identity, IdentityCredentialsFactory, IdentityError, build_identity
 from bot.logs import TurnLog, request_ids
 from bot.proactive import DeliveryPolicy, OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
@@ -54,10 +54,13 @@ ADAPTER = web.AppKey("adapter", CloudAdapter)
 BOT = web.AppKey("bot", OurCambridgeBot)
 OUTBOX = web.AppKey("outbox", OutboxLoop)
 WORKER = web.AppKey("worker", OutboxWorker)
+IDENTITY = web.AppKey("identity", Identity)
 
 # Teams activities are a few kilobytes; anything near this is not one.
 MAX_BODY_BYTES = 512 * 1024
 READY_TIMEOUT_SECONDS = 3
+TOKEN_RENEWAL_SECONDS = 60
+CONNECTOR_SCOPE = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
 PROCESSED_ACTIVITY_RETENTION = timedelta(days=2)
 
 
@@ -73,8 +76,10 @@ def create_app(
     sessions = session_factory(engine)
     conversation_state = ConversationState(SqlStorage(sessions))
     identity = build_identity(settings, http_client=msal_http_client)
+    renewed: Identity | None = None  # the identity that signs replies, kept fresh below
     if credentials_factory is None and identity is not None:
         credentials_factory = IdentityCredentialsFactory(identity, settings.microsoft_app_id)
+        renewed = identity
     adapter = build_adapter(settings, credentials_factory=credentials_factory)
     worker = build_worker(settings, sessions, credentials_factory=credentials_factory)
     outbox_loop = OutboxLoop(worker, sessions)
@@ -108,7 +113,35 @@ def create_app(
     app.cleanup_ctx.append(_background_work)
     if graph is not None:
         app.on_cleanup.append(lambda _app: graph.close())
+    if renewed is not None:
+        app[IDENTITY] = renewed
+        app.cleanup_ctx.append(functools.partial(_renew_tokens, renewed))
     return app
+
+
+async def _renew_tokens(identity: Identity, _app: web.Application) -> AsyncIterator[None]:
+    """Keep the Bot Connector token renewed ahead of expiry, in a thread: botbuilder signs
+    each reply on the event loop, which then only reads MSAL's cache, never waits for
+    Entra ID. The first renewal (which also builds the MSAL client) is done before the app
+    serves; each request it makes has a timeout (bot/identity.py)."""
+
+    async def renew() -> None:
+        try:
+            await asyncio.to_thread(identity.renew_if_due, CONNECTOR_SCOPE)
+        except IdentityError as error:
+            logger.warning("Could not renew the bot's token: %s", error.code)
+
+    async def renew_forever() -> None:
+        while True:
+            await asyncio.sleep(TOKEN_RENEWAL_SECONDS)
+            await renew()
+
+    await renew()
+    task = asyncio.create_task(renew_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def build_worker(
@@ -155,10 +188,12 @@ def outgoing_token_source(
 ) -> TokenSource | None:
     """The bearer token for the Bot Connector, from the same credentials botbuilder uses
     (app secret, single tenant or managed identity); None when authentication is off."""
-    identity = build_identity(settings)
-    if identity is None:
+    if not settings.authentication_enabled:
         return None
-    factory = credentials_factory or IdentityCredentialsFactory(identity, settings.microsoft_app_id)
+    # The app passes its own factory, so the turn and the outbox share one token cache.
+    factory = credentials_factory or IdentityCredentialsFactory(
+        Identity(settings), settings.microsoft_app_id
+    )
     credentials: list[AppCredentials] = []
 
     async def token() -> str | None:
@@ -193,6 +228,9 @@ async def messages(request: web.Request) -> web.Response:
     turn = TurnLog()
     try:
         response = await _answer_activity(request, turn)
+    except web.HTTPException as error:  # e.g. 413 for a body over MAX_BODY_BYTES
+        turn.done(error.status)
+        raise
     except Exception:
         turn.done(HTTPStatus.INTERNAL_SERVER_ERROR)
         raise

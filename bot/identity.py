@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,13 @@ from botframework.connector.auth import AppCredentials, ServiceClientCredentials
 from bot.config import Settings
 
 logger = logging.getLogger(__name__)
+
+# How long Entra ID or the identity endpoint may take to answer one request.
+HTTP_TIMEOUT_SECONDS = 10.0
+# Tokens are renewed in the background once they have less than this left, so that a turn
+# (whose replies botbuilder signs on the event loop) finds a valid token in the cache. MSAL
+# itself stops handing out a token five minutes before it expires.
+RENEW_AHEAD_SECONDS = 600
 
 
 class IdentityError(Exception):
@@ -83,11 +91,31 @@ class Identity:
         # MSAL's HTTP client blocks; a renewal must not stall every other turn.
         return await asyncio.to_thread(self.token, scope)
 
-    def forget(self) -> None:
-        """Drop the cached tokens, e.g. after a resource answered 401 to one of them."""
-        # list(): search() is a generator over the cache that remove_at() changes.
-        for entry in list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+    def forget(self, scope: str | None = None) -> None:
+        """Drop the cached tokens for `scope` (all when None), e.g. after a resource answered
+        401 to one."""
+        for entry in self._cached(scope):
             self._cache.remove_at(entry)
+
+    def renew_if_due(self, scope: str, *, ahead: float = RENEW_AHEAD_SECONDS) -> bool:
+        """Fetch a new token for `scope` if the cached one expires within `ahead` seconds (or
+        there is none). Blocking: run it in a thread. True if a token was fetched."""
+        now = time.time()
+        cached = self._cached(scope)
+        if any(float(entry.get("expires_on", 0)) - now > ahead for entry in cached):
+            return False
+        for entry in cached:
+            self._cache.remove_at(entry)
+        self.token(scope)
+        return True
+
+    def _cached(self, scope: str | None) -> list[dict[str, Any]]:
+        # list(): search() is a generator over the cache that remove_at() would change.
+        entries = list(self._cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN))
+        if scope is None:
+            return entries
+        resource = resource_of(scope)
+        return [e for e in entries if resource_of(str(e.get("target", ""))) == resource]
 
     def _msal_client(self) -> msal.ConfidentialClientApplication | msal.ManagedIdentityClient:
         with self._lock:
@@ -97,16 +125,20 @@ class Identity:
 
     def _build_client(self) -> msal.ConfidentialClientApplication | msal.ManagedIdentityClient:
         settings = self._settings
-        http_client = self._http_client or requests.Session()
+        http_client = self._http_client or _TimeoutSession(HTTP_TIMEOUT_SECONDS)
         if settings.microsoft_app_type == "UserAssignedMSI":
             return msal.ManagedIdentityClient(
                 msal.UserAssignedManagedIdentity(client_id=settings.microsoft_app_id),
                 http_client=http_client,
                 token_cache=self._cache,
             )
-        # SingleTenant signs in at the council's tenant; the legacy MultiTenant at
-        # botframework.com, Bot Framework's own tenant.
-        tenant = settings.microsoft_app_tenant_id or "botframework.com"
+        # SingleTenant signs in at the council's tenant; the legacy MultiTenant, as botbuilder
+        # does, at botframework.com, Bot Framework's own tenant.
+        tenant = (
+            "botframework.com"
+            if settings.microsoft_app_type == "MultiTenant"
+            else settings.microsoft_app_tenant_id
+        )
         return msal.ConfidentialClientApplication(
             settings.microsoft_app_id,
             client_credential=settings.microsoft_app_password,
@@ -114,6 +146,19 @@ class Identity:
             http_client=http_client,
             token_cache=self._cache,
         )
+
+
+class _TimeoutSession(requests.Session):
+    """MSAL's HTTP client: a session whose every request has a timeout (MSAL sets none on a
+    session it is given, and a hung identity endpoint would otherwise hang the caller)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        return super().request(method, url, *args, **kwargs)
 
 
 def build_identity(settings: Settings, *, http_client: Any | None = None) -> Identity | None:
@@ -131,8 +176,10 @@ class _IdentityCredentials(AppCredentials):
         self._identity = identity
 
     def get_access_token(self, force_refresh: bool = False) -> str:
+        # botbuilder calls this on the event loop for every reply; the app renews the
+        # token ahead of expiry in the background (bot/app.py), so this reads the cache.
         if force_refresh:
-            self._identity.forget()
+            self._identity.forget(self.oauth_scope)
         return self._identity.token(self.oauth_scope)
 
 

@@ -5,6 +5,8 @@ outbox's proactive messages, with a token MSAL fetched from a local Entra ID."""
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,7 +19,8 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app import OUTBOX, SETTINGS, create_app
+from bot import identity as identity_module
+from bot.app import IDENTITY, OUTBOX, SETTINGS, create_app
 from bot.config import Settings
 from bot.identity import Identity, IdentityError
 from storage import outbox
@@ -112,7 +115,10 @@ async def test_replies_carry_a_token_from_the_bots_own_identity(
     assert authorizations == [f"Bearer {entra.issued[asked[-1].scope]}"] * len(authorizations)
 
 
-async def test_the_token_is_cached_across_turns(secured: SecuredBot, entra: FakeEntra) -> None:
+async def test_the_token_is_fetched_before_serving_and_cached_across_turns(
+    secured: SecuredBot, entra: FakeEntra
+) -> None:
+    assert len(entra.token_requests()) == 1  # at start-up, so no turn waits for Entra ID
     await secured.say("status alloy")
     await secured.say("projects")
     assert len(entra.token_requests()) == 1
@@ -151,6 +157,7 @@ async def test_a_refused_identity_fails_the_reply_not_the_request(
     secured: SecuredBot, entra: FakeEntra
 ) -> None:
     entra.refuse = "unauthorized_client"
+    secured.app[IDENTITY].forget()  # as if the token had run out
     token = secured.openid.token(audience=APP_ID, service_url=secured.client.connector.url)
     reply = await secured.client.post(
         secured.client.activity(text="status alloy"), headers={"Authorization": f"Bearer {token}"}
@@ -185,3 +192,55 @@ def test_tokens_close_to_expiry_are_renewed(
     renewed = identity.token(CONNECTOR_SCOPE)
     assert renewed != first
     assert identity.token(CONNECTOR_SCOPE) != renewed
+
+
+def test_a_token_is_renewed_ahead_of_expiry_and_only_then(
+    database_url: str, openid: OpenIdServer, entra: FakeEntra
+) -> None:
+    identity = Identity(
+        _settings(database_url, "SingleTenant", openid), http_client=entra.http_client()
+    )
+    entra.expires_in = 3600
+    assert identity.renew_if_due(CONNECTOR_SCOPE)  # nothing cached yet: fetched
+    first = identity.token(CONNECTOR_SCOPE)
+    assert not identity.renew_if_due(CONNECTOR_SCOPE)  # an hour left: kept
+    assert identity.token(CONNECTOR_SCOPE) == first
+
+    identity.forget()
+    entra.expires_in = 400  # MSAL would still hand this out for 100 s; we renew it now
+    identity.token(CONNECTOR_SCOPE)
+    assert identity.renew_if_due(CONNECTOR_SCOPE)
+    assert len(entra.token_requests()) == 3
+
+
+def test_forgetting_one_scope_keeps_the_others(
+    database_url: str, openid: OpenIdServer, entra: FakeEntra
+) -> None:
+    identity = Identity(
+        _settings(database_url, "SingleTenant", openid), http_client=entra.http_client()
+    )
+    graph = "https://graph.microsoft.com/.default"
+    connector_token, graph_token = identity.token(CONNECTOR_SCOPE), identity.token(graph)
+    identity.forget(graph)
+    assert identity.token(CONNECTOR_SCOPE) == connector_token
+    assert identity.token(graph) != graph_token
+
+
+def test_a_hung_identity_endpoint_is_an_error_after_the_timeout_not_a_hang(
+    database_url: str, openid: OpenIdServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never answers
+    try:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        monkeypatch.setenv("IDENTITY_HEADER", "x")
+        monkeypatch.setattr(identity_module, "HTTP_TIMEOUT_SECONDS", 0.5)
+        identity = Identity(_settings(database_url, "UserAssignedMSI", openid))
+        started = time.monotonic()
+        with pytest.raises(IdentityError) as unreachable:
+            identity.token(CONNECTOR_SCOPE)
+        assert unreachable.value.code == "unreachable"
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
