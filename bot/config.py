@@ -208,10 +208,22 @@ class Settings(BaseSettings):
     def is_admin(self, aad_object_id: str | None) -> bool:
         return aad_object_id is not None and aad_object_id.lower() in self.admin_aad_ids
 
+    @property
+    def tenants_allowed(self) -> frozenset[str]:
+        """ALLOWED_TENANT_IDS; when empty, the bot's own tenant (a single-tenant or managed
+        identity bot serves its tenant only). Empty here means any tenant: only with
+        authentication off, or a legacy multi-tenant bot."""
+        if self.allowed_tenant_ids:
+            return self.allowed_tenant_ids
+        if self.authentication_enabled and self.microsoft_app_type != "MultiTenant":
+            return frozenset({self.microsoft_app_tenant_id.lower()})
+        return frozenset()
+
     def is_tenant_allowed(self, tenant_id: str | None) -> bool:
-        if not self.allowed_tenant_ids:
+        allowed = self.tenants_allowed
+        if not allowed:
             return True
-        return tenant_id is not None and tenant_id.lower() in self.allowed_tenant_ids
+        return tenant_id is not None and tenant_id.lower() in allowed
 
 
 def async_database_url(url: str) -> str:

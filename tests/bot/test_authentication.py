@@ -13,7 +13,7 @@ from bot.app import create_app
 from tests.bot.conftest import make_settings
 from tests.support.connector import FakeConnector
 from tests.support.openid import OpenIdServer, new_key
-from tests.support.teams import TeamsClient, card_text
+from tests.support.teams import TENANT_ID, TeamsClient, card_text
 
 APP_ID = "a1b2c3d4-0000-4000-8000-0000000000aa"
 
@@ -46,7 +46,7 @@ async def secured(
         database_url,
         microsoft_app_id=APP_ID,
         microsoft_app_password="not-used-by-these-tests",
-        microsoft_app_tenant_id="72f988bf-0000-4000-8000-00000000cafe",
+        microsoft_app_tenant_id=TENANT_ID,
         openid_metadata_url=openid.url + "/openid",
     )
     server = TestServer(create_app(settings, credentials_factory=NoOutgoingTokens()))
@@ -97,3 +97,16 @@ async def test_bad_tokens_are_refused_with_401(secured: TeamsClient, openid: Ope
     }
     statuses = {name: await _post(secured, token) for name, token in bad.items()}
     assert statuses == dict.fromkeys(bad, 401)
+
+
+async def test_without_allowed_tenant_ids_a_secured_bot_serves_its_own_tenant_only(
+    secured: TeamsClient, openid: OpenIdServer
+) -> None:
+    # ALLOWED_TENANT_IDS is empty here: a single-tenant bot then allows MicrosoftAppTenantId.
+    token = openid.token(audience=APP_ID, service_url=secured.connector.url)
+    headers = {"Authorization": f"Bearer {token}"}
+    foreign = secured.activity(text="status alloy")
+    foreign["channelData"]["tenant"]["id"] = "0000dead-0000-4000-8000-000000000000"
+    assert (await secured.post(foreign, headers=headers)).sent == []
+    ours = await secured.post(secured.activity(text="status alloy"), headers=headers)
+    assert "Currently in delivery" in card_text(ours.card)
