@@ -136,6 +136,15 @@ async def _free_from(
     return aware(oldest_to_leave) + span
 
 
+async def withdraw(session: AsyncSession, *, outbox_id: int, attempt: int) -> None:
+    """Take a logged request out of the log: it was not made after all."""
+    await session.exec(
+        delete(DeliveryAttempt).where(
+            col(DeliveryAttempt.outbox_id) == outbox_id, col(DeliveryAttempt.attempt) == attempt
+        )
+    )
+
+
 async def started_attempts(session: AsyncSession, *, outbox_id: int) -> set[int]:
     """The attempt numbers of this message whose request was logged (was about to be made)."""
     found = await session.exec(

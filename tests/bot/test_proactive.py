@@ -4,9 +4,11 @@ what Teams asks to be retried (honouring Retry-After) and gives up on a 403."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
+from typing import Any
 
 import pytest
 from botbuilder.core import TurnContext
@@ -18,9 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.app import build_worker
 from bot.connector import BotConnector
 from bot.proactive import MAX_ATTEMPTS, OutboxWorker
-from storage import outbox, people
+from storage import outbox, people, ratelimit
 from storage.db import transaction
-from storage.models import OutboxMessage, utcnow
+from storage.models import DeliveryAttempt, OutboxMessage, utcnow
 from tests.bot.conftest import make_settings
 from tests.support.connector import FakeConnector
 from tests.support.teams import TENANT_ID, activity, new_conversation_id
@@ -160,3 +162,75 @@ async def test_no_token_in_time_means_nothing_was_sent(connector: FakeConnector)
     assert not result.ok and result.error.startswith("no token")
     assert result.maybe_posted is False
     assert connector.to("a:token-test") == []
+
+
+async def test_a_request_logged_too_long_before_it_could_be_made_is_withdrawn_and_logged_again(
+    worker: OutboxWorker,
+    sessions: async_sessionmaker[AsyncSession],
+    connector: FakeConnector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The rate limits count a request from when it is logged. If committing that log takes
+    # longer than the guard allows for, the request would reach Teams late (and bunched up
+    # with the ones after it): it is not made, but withdrawn from the log and logged again.
+    slowed: list[bool] = []
+    reserved = False
+    real_reserve = ratelimit.reserve
+
+    async def reserve(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reserved
+        answer = await real_reserve(*args, **kwargs)
+        reserved = answer is None
+        return answer
+
+    @contextlib.asynccontextmanager
+    async def slow_first_commit(
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> AsyncIterator[AsyncSession]:
+        nonlocal reserved
+        async with transaction(sessions) as session:
+            yield session
+        if reserved and not slowed:
+            slowed.append(True)
+            await asyncio.sleep(worker.policy.limits.guard)
+        reserved = False
+
+    monkeypatch.setattr(ratelimit, "reserve", reserve)
+    monkeypatch.setattr("bot.proactive.transaction", slow_first_commit)
+    conversation_id = await _conversation(sessions, connector)
+    key = await _queue(sessions, conversation_id, "Sent once, on time.")
+
+    report = await worker.deliver_due()
+
+    assert (report.late, report.sent) == (1, 1)
+    assert [a["text"] for a in connector.to(conversation_id)] == ["Sent once, on time."]
+    row = await _row(sessions, key)
+    async with sessions() as session:
+        logged = (
+            await session.exec(select(DeliveryAttempt).where(DeliveryAttempt.outbox_id == row.id))
+        ).all()
+    assert len(logged) == 1  # the request made; the late one was taken out of the log
+
+
+async def test_a_database_always_slow_to_commit_delays_a_request_once_not_for_ever(
+    worker: OutboxWorker,
+    sessions: async_sessionmaker[AsyncSession],
+    connector: FakeConnector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @contextlib.asynccontextmanager
+    async def slow_commits(
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> AsyncIterator[AsyncSession]:
+        async with transaction(sessions) as session:
+            yield session
+        await asyncio.sleep(worker.policy.limits.guard)
+
+    monkeypatch.setattr("bot.proactive.transaction", slow_commits)
+    conversation_id = await _conversation(sessions, connector)
+    await _queue(sessions, conversation_id, "Sent despite a slow database.")
+
+    report = await worker.deliver_due()
+
+    assert (report.late, report.sent) == (1, 1)
+    assert [a["text"] for a in connector.to(conversation_id)] == ["Sent despite a slow database."]
