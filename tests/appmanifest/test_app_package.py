@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import zipfile
@@ -79,6 +80,36 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(target)
     return target
+
+
+def test_a_checkout_builds_the_package_where_the_docs_say(
+    tmp_path: Path, official_schema: Callable[[str], bytes]
+) -> None:
+    # `ourcambridge manifest build` with no --output, as on a fresh clone: the package lands
+    # in the checkout's appmanifest/build/ (here a copy of the checkout's code).
+    checkout = tmp_path / "checkout"
+    for folder in ("bot", "dialogs", "storage", "cards", "appmanifest"):
+        shutil.copytree(
+            ROOT / folder,
+            checkout / folder,
+            ignore=shutil.ignore_patterns("build", "__pycache__"),
+        )
+    python = ROOT / ".venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-m", "bot.cli", "manifest", "build"],
+        env={**os.environ, "PYTHONPATH": str(checkout), "MicrosoftAppId": APP_ID},
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    package = checkout / "appmanifest" / "build" / "ourcambridge.zip"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(package)
+    manifest = manifest_of(package)
+    schema = json.loads(official_schema(manifest["manifestVersion"]))
+    assert list(Draft4Validator(schema).iter_errors(manifest)) == []
 
 
 def manifest_of(package: Path) -> dict[str, Any]:
