@@ -39,6 +39,15 @@ class SendResult:
         return self.status is not None and 200 <= self.status < 300
 
 
+@dataclass(frozen=True)
+class PreparedSend:
+    """A request ready to go: where, what, and the token."""
+
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
 class BotConnector:
     def __init__(self, *, token: TokenSource | None, timeout: float) -> None:
         self._token = token
@@ -48,11 +57,22 @@ class BotConnector:
     async def send(self, reference: ConversationReference, activity: Activity) -> SendResult:
         """Post `activity` as a new message in the referenced conversation (a new thread in
         a channel). Never raises for what the connector or the network does."""
+        prepared = await self.prepare(reference, activity)
+        if isinstance(prepared, SendResult):
+            return prepared
+        return await self.post(prepared)
+
+    async def prepare(
+        self, reference: ConversationReference, activity: Activity
+    ) -> PreparedSend | SendResult:
+        """Everything before the request itself: the body, the address and the token (a
+        SendResult if no token could be had: then nothing was sent). The outbox prepares
+        before it takes its place within the rate limits, so that the request goes out the
+        moment it has one."""
         # The same addressing botbuilder applies for a proactive message: from the bot, to
         # the conversation (with its tenant), on the stored channel and service URL.
         outgoing = TurnContext.apply_conversation_reference(activity, reference)
         outgoing.reply_to_id = None
-        body: dict[str, Any] = outgoing.serialize()
         conversation_id = reference.conversation.id
         url = (
             f"{reference.service_url.rstrip('/')}/v3/conversations/"
@@ -67,9 +87,15 @@ class BotConnector:
             return SendResult(status=None, error=f"no token: {type(error).__name__}")
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        return PreparedSend(url=url, body=outgoing.serialize(), headers=headers)
+
+    async def post(self, prepared: PreparedSend) -> SendResult:
+        """Make the request. Never raises for what the connector or the network does."""
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._session().post(url, json=body, headers=headers) as response:
+                async with self._session().post(
+                    prepared.url, json=prepared.body, headers=prepared.headers
+                ) as response:
                     answer = await _json(response)
                     if 200 <= response.status < 300:
                         return SendResult(status=response.status, activity_id=answer.get("id"))

@@ -118,6 +118,8 @@ class OutboxWorker:
         self._on_sent = on_sent
         self._on_gone = on_gone
         self._stopping = False
+        # Half the guard: the other half is left for the request's way to Teams.
+        self._late_after = self.policy.limits.guard / 2
 
     async def close(self) -> None:
         await self._connector.close()
@@ -168,10 +170,30 @@ class OutboxWorker:
                 # Forgotten after a 403/404 or the app's removal: nothing is sent there.
                 await self._record(delivery, SendResult(status=None, error="unreachable"), report)
                 return
-            if not await self._reserve(delivery, claimed_at, report):
-                return
             reference = restore_reference(delivery.reference, delivery.tenant_id)
-            result = await self._connector.send(reference, Activity().deserialize(delivery.payload))
+            prepared = await self._connector.prepare(
+                reference, Activity().deserialize(delivery.payload)
+            )
+            if isinstance(prepared, SendResult):  # no token: nothing was sent
+                await self._record(delivery, prepared, report)
+                return
+            for may_withdraw in (True, False):
+                logged = await self._reserve(delivery, claimed_at, report)
+                if logged is None:
+                    return
+                # The request counts from when it was logged, and must reach Teams within
+                # the limits' guard of that; late requests bunch up at Teams' end. A slow
+                # commit or a busy moment can make it late: then it is not made but taken
+                # out of the log and logged again, once (a database that is always that
+                # slow must not stop the outbox).
+                if not may_withdraw or time.monotonic() - logged <= self._late_after:
+                    break
+                report.late += 1
+                async with transaction(self._sessions) as session:
+                    await ratelimit.withdraw(
+                        session, outbox_id=delivery.id, attempt=delivery.attempts
+                    )
+            result = await self._connector.post(prepared)
             await self._record(delivery, result, report)
         except Exception as error:
             # Most likely the database went away. The claim runs out and the message is
@@ -185,11 +207,10 @@ class OutboxWorker:
 
     async def _reserve(
         self, delivery: outbox.Delivery, claimed_at: float, report: DeliveryReport
-    ) -> bool:
-        """Wait for room within the rate limits and log the request. False if the message
-        went back to the queue instead."""
+    ) -> float | None:
+        """Wait for room within the rate limits and log the request; the moment it was
+        logged (time.monotonic()). None if the message went back to the queue instead."""
         lease = self.policy.lease.total_seconds()
-        was_late = False
         while True:
             if time.monotonic() - claimed_at + self.policy.send_timeout >= lease:
                 # The claim would run out before the send could finish: another worker may
@@ -197,12 +218,12 @@ class OutboxWorker:
                 async with transaction(self._sessions) as session:
                     await outbox.release(session, delivery=delivery, at=utcnow())
                 report.deferred += 1
-                return False
+                return None
             if self._stopping:
                 async with transaction(self._sessions) as session:
                     await outbox.release(session, delivery=delivery, at=utcnow())
                 report.released += 1
-                return False
+                return None
             async with transaction(self._sessions) as session:
                 free_at = await ratelimit.reserve(
                     session,
@@ -213,20 +234,7 @@ class OutboxWorker:
                 )
                 logged = time.monotonic()
             if free_at is None:
-                # The request counts from when it was logged, and must reach Teams within
-                # the limits' guard of that. A slow commit (or a stalled process) makes it
-                # late, and late requests bunch up at Teams' end: then it is not made, but
-                # taken out of the log and asked for again, once (a database that is always
-                # that slow must not stop the outbox).
-                if was_late or time.monotonic() - logged <= self.policy.limits.guard / 2:
-                    return True
-                was_late = True
-                report.late += 1
-                async with transaction(self._sessions) as session:
-                    await ratelimit.withdraw(
-                        session, outbox_id=delivery.id, attempt=delivery.attempts
-                    )
-                continue
+                return logged
             wait = (free_at - utcnow()).total_seconds()
             if wait > self.policy.max_wait or (
                 time.monotonic() - claimed_at + wait + self.policy.send_timeout >= lease
@@ -234,7 +242,7 @@ class OutboxWorker:
                 async with transaction(self._sessions) as session:
                     await outbox.release(session, delivery=delivery, at=free_at)
                 report.deferred += 1
-                return False
+                return None
             # A little jitter, so the sends waiting for the same moment do not all ask at once.
             await asyncio.sleep(max(wait, 0.0) + random.uniform(0.0, 0.01))
 

@@ -7,18 +7,22 @@ first and answers after), so a sender that gives up on it, or dies waiting, and 
 makes a duplicate. A refusal (429, 503...) or a hang (no answer within the client's timeout)
 was not posted.
 
-It runs on the event loop that starts it (the test's) and is reached over TCP, so bot
-processes started by the test send to it just as an in-process worker does. Every request is
-recorded, refused or not, because Teams counts every request against its rate limits.
+It serves from an event loop of its own, in a thread, and is reached over TCP: like Teams,
+it notes when a request arrives however busy the sender's loop is (on the sender's loop, a
+busy moment would delay the note and bunch the times up). Bot processes started by a test
+send to it just as an in-process worker does. Every request is recorded, refused or not,
+because Teams counts every request against its rate limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +103,12 @@ class FaultyConnector:
     _posted: int = 0
     server: TestServer | None = None
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Both used on the connector's own loop only.
     _release: asyncio.Event = field(default_factory=asyncio.Event)
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    _thread: threading.Thread | None = None
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -109,13 +116,41 @@ class FaultyConnector:
         return str(self.server.make_url("")).rstrip("/") + "/"
 
     async def start(self) -> FaultyConnector:
+        return await asyncio.to_thread(self.start_thread)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.stop_thread)
+
+    def start_thread(self) -> FaultyConnector:
+        """Serve from a thread of its own (for callers without a running loop)."""
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="faulty-connector", daemon=True
+        )
+        self._thread.start()
+        self.call(self._serve())
+        return self
+
+    def stop_thread(self) -> None:
+        if self._thread is None:
+            return
+        self.call(self._shut_down())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+        self._loop.close()
+
+    def call(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """Run `work` on the connector's loop and wait for it (blocking)."""
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(work, self._loop)
+        return future.result()
+
+    async def _serve(self) -> None:
         app = web.Application()
         app.router.add_post("/v3/conversations/{conversation}/activities", self._send)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
-        return self
 
-    async def close(self) -> None:
+    async def _shut_down(self) -> None:
         # Held and hung requests end now, so the server's shutdown does not wait for them.
         self._closing.set()
         self._release.set()
@@ -131,7 +166,7 @@ class FaultyConnector:
     def release_held(self) -> None:
         """Answer every held request now, and hold no more."""
         self.hold_after = None
-        self._release.set()
+        self._loop.call_soon_threadsafe(self._release.set)
 
     # --- what arrived ---------------------------------------------------------------------
 
@@ -193,16 +228,26 @@ class FaultyConnector:
         self, condition: Callable[[], bool], *, within: float = WAIT_SECONDS, what: str = ""
     ) -> None:
         """Return once `condition()` holds, checked at every arrival and answer."""
+        changed = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), changed)
+        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(within):
                 while not condition():
-                    self._changed.clear()
-                    await self._changed.wait()
+                    changed.clear()
+                    await changed.wait()
         except TimeoutError:
             raise AssertionError(
                 f"not within {within:g} s: {what or 'condition'}; "
                 f"{len(self.posted())} posted of {len(self.arrivals)} requests"
             ) from None
+        finally:
+            self._waiters.remove(waiter)
+
+    def _changed(self) -> None:
+        # Wakes the waiters, whose loops are not the connector's.
+        for loop, event in list(self._waiters):
+            loop.call_soon_threadsafe(event.set)
 
     # --- the service ----------------------------------------------------------------------
 
@@ -231,17 +276,23 @@ class FaultyConnector:
             peer_port=peer[1] if peer else None,
             activity=activity if outcome == "posted" else None,
         )
-        self.arrivals.append(arrival)
         self._requests[conversation_id] += 1
         if arrival.posted:
             self._posted += 1
-        self._changed.set()
+        if fault is None and not self._holding() and not self.latency:
+            # Answered at once: the test (another thread) must never see it unanswered.
+            arrival.answered_at = time.monotonic()
+        self.arrivals.append(arrival)
+        self._changed()
         # If the sender goes away first (it was killed, or gave up), aiohttp cancels this
         # handler: the answer was never given, and answered_at stays None.
         response = await self._answer(arrival, fault)
         arrival.answered_at = time.monotonic()
-        self._changed.set()
+        self._changed()
         return response
+
+    def _holding(self) -> bool:
+        return self.hold_after is not None and self._posted > self.hold_after
 
     def _fault_for(self, conversation_id: str) -> Fault | None:
         planned = self.plan.get(conversation_id, ())
@@ -263,7 +314,7 @@ class FaultyConnector:
                 status=fault.status or 503,
                 headers=headers,
             )
-        if self.hold_after is not None and self._posted > self.hold_after:
+        if self._holding():
             await _wait(self._release, self.hang_seconds)
         elif self.latency:
             await asyncio.sleep(self.latency)
