@@ -111,6 +111,9 @@ def create_app(
     app.cleanup_ctx.append(_engine_lifetime)
     app.cleanup_ctx.append(_prune_processed_activities)
     app.cleanup_ctx.append(_background_work)
+    # On shutdown, before the cleanup that closes the database and Graph's client: an
+    # `install app` still running uses both.
+    app.on_shutdown.append(lambda _app: bot.close())
     if graph is not None:
         app.on_cleanup.append(lambda _app: graph.close())
     if renewed is not None:

@@ -331,7 +331,10 @@ async def _install_app(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     try:
         report = await install_for_change_makers(
-            graph, session_factory(engine), teams_app_id=settings.manifest_app_id
+            graph,
+            session_factory(engine),
+            teams_app_id=settings.manifest_app_id,
+            tenant_id=settings.microsoft_app_tenant_id or None,
         )
     except (GraphError, IdentityError) as error:
         sys.stderr.write(f"ourcambridge: {error}\n")

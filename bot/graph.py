@@ -8,7 +8,11 @@ service (502/503/504) are retried a bounded number of times, honouring Retry-Aft
 The application permissions used, each needing an administrator's consent:
 - User.Read.All: a person's department (GET /users/{id}?$select=department);
 - AppCatalog.Read.All: the app's id in the organisation's catalogue;
-- TeamsAppInstallation.ReadWriteSelfForUser.All: install this app for a user.
+- TeamsAppInstallation.ReadWriteSelfForUser.All: install this app for a user, and find the
+  1:1 chat of someone who already has it.
+
+Users are addressed by their Entra ID object id when the bot knows it, else by the roster's
+email, which Graph matches against the user principal name (UPN).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,12 +29,14 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+from botbuilder.schema import ChannelAccount, ConversationAccount, ConversationReference
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from bot.identity import Identity, IdentityError
 from storage import people
+from storage.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +63,11 @@ class GraphError(Exception):
 
 class GraphUnavailable(GraphError):
     """Graph could not be reached, timed out, or stayed busy or throttled after retries."""
+
+
+class GraphRefused(GraphError):
+    """Graph refused (403) this one request for a reason other than a missing permission,
+    e.g. the person has no Teams licence: it concerns that person only."""
 
 
 class GraphPermissionMissing(GraphError):
@@ -163,6 +175,40 @@ class GraphClient:
         _expect(status, (200, 201, 204), "install")
         return "installed"
 
+    async def personal_chat_id(self, user: str, catalog_app_id: str) -> str | None:
+        """The id of the 1:1 chat between `user` and the app installed for them, or None if
+        the app is not installed for them (any more)."""
+        escaped = catalog_app_id.replace("'", "''")
+        installations = f"/users/{quote(user, safe='@')}/teamwork/installedApps"
+        status, body = await self._call(
+            INSTALL_FOR_USER,
+            "GET",
+            installations,
+            params={"$expand": "teamsApp", "$filter": f"teamsApp/id eq '{escaped}'"},
+        )
+        if status == 404:
+            return None
+        _expect(status, (200,), "installed apps")
+        found = body.get("value") if isinstance(body, dict) else None
+        installation = next(
+            (
+                item["id"]
+                for item in (found if isinstance(found, list) else [])
+                if isinstance(item, dict) and isinstance(item.get("id"), str)
+            ),
+            None,
+        )
+        if installation is None:
+            return None
+        status, body = await self._call(
+            INSTALL_FOR_USER, "GET", f"{installations}/{quote(installation, safe='')}/chat"
+        )
+        if status == 404:
+            return None
+        _expect(status, (200,), "chat")
+        chat_id = body.get("id") if isinstance(body, dict) else None
+        return chat_id if isinstance(chat_id, str) and chat_id else None
+
     # --- one call, with its retries -----------------------------------------------------------
 
     async def _call(
@@ -174,7 +220,8 @@ class GraphClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
     ) -> tuple[int, Any]:
-        """(status, parsed JSON body) of the call; raises GraphPermissionMissing on 403 and
+        """(status, parsed JSON body) of the call; raises GraphPermissionMissing on a 403
+        that says a permission is missing, GraphRefused on any other 403, and
         GraphUnavailable when Graph cannot be reached or stays busy. No URL is logged: it
         can hold a person's id or email."""
         attempt, waited, renewed = 0, 0.0, False
@@ -204,7 +251,9 @@ class GraphClient:
                     self._identity.forget()
                     continue
                 if status == 403:
-                    raise GraphPermissionMissing(permission)
+                    if _says_permission_missing(body):
+                        raise GraphPermissionMissing(permission)
+                    raise GraphRefused(f"Graph refused the request: {_error_summary(body)}")
                 if status not in RETRYABLE:
                     if status >= 500 or status == 401:
                         raise GraphUnavailable(f"Graph answered {status} ({_error_code(body)})")
@@ -243,6 +292,47 @@ async def _json_of(response: aiohttp.ClientResponse) -> Any:
         return await response.json(content_type=None)
     except ValueError:
         return None
+
+
+# What Graph says when the app lacks a permission: Entra ID's "Insufficient privileges to
+# complete the operation." (code Authorization_RequestDenied), or Teams' "Missing role
+# permissions on the request. API requires one of '...'. Roles on the request '...'."
+# (code Forbidden). A 403 for one person (e.g. "Failed to get license information for the
+# user.") says nothing of roles or privileges.
+_PERMISSION_CODES = frozenset({"authorization_requestdenied", "forbidden", "accessdenied"})
+_PERMISSION_MESSAGE = re.compile(
+    r"missing role|insufficient privileges|roles on the request|requires one of|"
+    r"required (?:scopes|permissions|roles)|permissions? (?:is|are) missing",
+    re.IGNORECASE,
+)
+# An email address or a GUID in an error message: a person's, not to be logged.
+_PERSONAL = re.compile(
+    r"[^\s'\"]+@[^\s'\"]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    re.IGNORECASE,
+)
+
+
+def _error_of(body: Any) -> tuple[str, str]:
+    """(code, message) of a Graph error body; empty strings when it has none."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return "", ""
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else "", message if isinstance(message, str) else "")
+
+
+def _says_permission_missing(body: Any) -> bool:
+    code, message = _error_of(body)
+    if code.lower() == "authorization_requestdenied":
+        return True
+    return code.lower() in _PERMISSION_CODES and bool(_PERMISSION_MESSAGE.search(message))
+
+
+def _error_summary(body: Any) -> str:
+    """The error's code and message, without any email or id it quotes, for the log."""
+    code, message = _error_of(body)
+    message = _PERSONAL.sub("...", message)[:200].strip()
+    return f"{code or 'no error code'}: {message}" if message else (code or "no error code")
 
 
 def _error_code(body: Any) -> str:
@@ -313,24 +403,34 @@ def department_lookup(
 @dataclass
 class InstallReport:
     installed: int = 0
-    already: int = 0
+    already: int = 0  # had it; their chat is now stored, so the bot can reach them
+    already_unreachable: int = 0  # had it, but no Teams address of the tenant is known yet
     not_found: int = 0
-    failed: int = 0  # Graph stayed unavailable for them: a later run tries again
+    failed: int = 0  # Graph stayed unavailable, or refused for them: a later run tries again
 
     @property
     def asked(self) -> int:
-        return self.installed + self.already + self.not_found + self.failed
+        return (
+            self.installed + self.already + self.already_unreachable + self.not_found + self.failed
+        )
 
     def summary(self) -> str:
         if not self.asked:
             return "Every Change Maker on the roster can already be reached: nothing to install."
-        text = (
-            f"Installed for {self.installed}; {self.already} already had it; "
-            f"{self.not_found} not found in the directory"
-        )
+        parts = [f"Installed for {self.installed}"]
+        if self.already or not self.already_unreachable:
+            parts.append(
+                f"{self.already} already had it" + (" (now reachable)" if self.already else "")
+            )
+        if self.already_unreachable:
+            parts.append(
+                f"{self.already_unreachable} already had it but can't be reached until they "
+                "open the app (I haven't heard from anyone in your organisation yet)"
+            )
+        parts.append(f"{self.not_found} not found in the directory")
         if self.failed:
-            text += f"; {self.failed} could not be done now (try again later)"
-        return text + "."
+            parts.append(f"{self.failed} could not be done now (try again later)")
+        return "; ".join(parts) + "."
 
 
 async def install_for_change_makers(
@@ -338,28 +438,60 @@ async def install_for_change_makers(
     sessions: async_sessionmaker[AsyncSession],
     *,
     teams_app_id: str,
+    tenant_id: str | None,
     concurrency: int = INSTALL_CONCURRENCY,
 ) -> InstallReport:
     """Install the Teams app for every roster Change Maker the bot has no 1:1 chat with.
     Teams then sends the bot an installationUpdate for each, which stores the chat, so
-    reminders reach them. Raises GraphPermissionMissing (nothing more is tried) and
-    AppNotInCatalogue, and IdentityError (no token); a person Graph stays unavailable for
-    is counted as failed."""
+    reminders reach them. Teams sends nothing for someone who already had the app: their
+    chat is asked of Graph and stored here, addressed like the tenant's other conversations.
+
+    Raises GraphPermissionMissing (nothing more is tried) and AppNotInCatalogue, and
+    IdentityError (no token); a person Graph stays unavailable for, or refuses, is counted
+    as failed."""
     async with sessions() as session:
-        emails = await people.change_makers_without_chat(session)
+        waiting = await people.change_makers_without_chat(session)
+        address = await people.latest_address(session, tenant_id=tenant_id) if tenant_id else None
     report = InstallReport()
-    if not emails:
+    if not waiting:
         return report
     catalog_app_id = await graph.catalog_app_id(teams_app_id)
     if catalog_app_id is None:
         raise AppNotInCatalogue(teams_app_id)
-    waiting = iter(emails)
+    queue = iter(waiting)
+
+    async def reach(person: people.Unreachable) -> bool:
+        """Store the 1:1 chat of someone who already had the app. False if it cannot be."""
+        if address is None or tenant_id is None:
+            return False
+        chat_id = await graph.personal_chat_id(person.directory_id, catalog_app_id)
+        if chat_id is None:
+            return False
+        service_url, template = address
+        async with transaction(sessions) as session:
+            await people.save_conversation_reference(
+                session,
+                conversation_id=chat_id,
+                conversation_type="personal",
+                tenant_id=tenant_id,
+                service_url=service_url,
+                reference=personal_reference(
+                    template,
+                    chat_id=chat_id,
+                    service_url=service_url,
+                    tenant_id=tenant_id,
+                    aad_object_id=person.aad_object_id,
+                ),
+                person_id=person.person_id,
+            )
+        return True
 
     async def install_next() -> None:
         # The iterator is shared: each worker takes the next person until none is left.
-        for email_address in waiting:
+        for person in queue:
             try:
-                outcome = await graph.install_for(email_address, catalog_app_id)
+                outcome = await graph.install_for(person.directory_id, catalog_app_id)
+                reachable = outcome == "already" and await reach(person)
             except GraphPermissionMissing:
                 raise  # the same for everyone: stop
             except GraphError as error:
@@ -368,23 +500,54 @@ async def install_for_change_makers(
                 continue
             if outcome == "installed":
                 report.installed += 1
-            elif outcome == "already":
+            elif outcome == "already" and reachable:
                 report.already += 1
+            elif outcome == "already":
+                report.already_unreachable += 1
             else:
                 report.not_found += 1
 
     try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, len(emails))):
+            for _ in range(min(concurrency, len(waiting))):
                 group.create_task(install_next())
     except* (GraphPermissionMissing, IdentityError) as refused:
         # One worker's refusal ends the others; the caller gets that refusal itself.
         raise refused.exceptions[0] from None
     logger.info(
-        "Installed the app for Change Makers: %d installed, %d already, %d not found, %d failed",
+        "Installed the app for Change Makers: %d installed, %d already (%d now reachable), "
+        "%d not found, %d failed",
         report.installed,
+        report.already + report.already_unreachable,
         report.already,
         report.not_found,
         report.failed,
     )
     return report
+
+
+def personal_reference(
+    template: dict[str, Any],
+    *,
+    chat_id: str,
+    service_url: str,
+    tenant_id: str,
+    aad_object_id: str | None,
+) -> dict[str, Any]:
+    """A stored conversation reference for a 1:1 chat Graph named: the bot's account and
+    channel come from another conversation of the tenant (`template`); Teams needs only the
+    chat's id and the service URL to deliver there."""
+    known = ConversationReference().deserialize(template)
+    reference = ConversationReference(
+        bot=known.bot,
+        user=ChannelAccount(id=aad_object_id, aad_object_id=aad_object_id)
+        if aad_object_id
+        else None,
+        conversation=ConversationAccount(
+            id=chat_id, conversation_type="personal", tenant_id=tenant_id
+        ),
+        channel_id=known.channel_id or "msteams",
+        service_url=service_url,
+    )
+    serialized: dict[str, Any] = reference.serialize()
+    return serialized

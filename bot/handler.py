@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 from http import HTTPStatus
@@ -44,6 +46,7 @@ from bot.graph import (
     GraphClient,
     GraphError,
     GraphPermissionMissing,
+    InstallReport,
     department_lookup,
     install_for_change_makers,
 )
@@ -101,6 +104,10 @@ class OurCambridgeBot(TeamsActivityHandler):
         self._conversation_state = conversation_state
         self._adapter = adapter
         self._graph = graph
+        self._outbox_changed = outbox_changed
+        # The `install app` run of this process, if one is going (a reference keeps the
+        # task from being garbage-collected while it runs).
+        self._installing: asyncio.Task[None] | None = None
         department_of = department_lookup(graph)
         self._ideas = Ideas(
             sessions=sessions,
@@ -345,7 +352,10 @@ class OurCambridgeBot(TeamsActivityHandler):
 
     async def _install_app(self, turn_context: TurnContext) -> None:
         """`install app` (admins): install the Teams app for the roster's Change Makers the
-        bot cannot reach yet, through Microsoft Graph; the counts go to the admin only."""
+        bot cannot reach yet, through Microsoft Graph. That can take minutes for a large
+        roster, far longer than Teams waits for a turn: the admin is answered at once, the
+        installs run in the background, and the counts reach the admin's 1:1 chat through
+        the outbox."""
         caller = turn_context.turn_state.get(CALLER)
         if not isinstance(caller, Caller) or not self.is_admin(turn_context):
             logger.warning("Refused install app from someone not on the team")
@@ -353,36 +363,115 @@ class OurCambridgeBot(TeamsActivityHandler):
                 "Only the transformation team can install the app for Change Makers."
             )
             return
+        started: asyncio.Event | None = None
         if self._graph is None:
             answer = GRAPH_OFF_TEXT
+        elif self._installing is not None and not self._installing.done():
+            answer = (
+                "I'm already installing the app for Change Makers; I'll message you the "
+                "result when it's done."
+            )
         else:
-            try:
-                report = await install_for_change_makers(
-                    self._graph, self._sessions, teams_app_id=self._settings.manifest_app_id
-                )
-            except (GraphPermissionMissing, AppNotInCatalogue) as error:
-                # The council's set-up, not a passing fault: an administrator must act.
-                logger.error("Installing the app for Change Makers failed: %s", error)
-                answer = f"I couldn't install the app. {error}"
-            except (GraphError, IdentityError) as error:
-                logger.warning(
-                    "Installing the app for Change Makers failed: %s", type(error).__name__
-                )
-                answer = "I couldn't reach Microsoft Graph to install the app. Try again later."
+            async with self._sessions() as session:
+                waiting = len(await people.change_makers_without_chat(session))
+            if not waiting:
+                answer = InstallReport().summary()
             else:
-                answer = report.summary()
-                if report.installed:
-                    answer += (
-                        " Teams lets me know as each installation completes; from then on my "
-                        "reminders reach them."
+                answer = (
+                    f"Installing the app for {waiting} Change Maker"
+                    f"{'' if waiting == 1 else 's'} the bot cannot reach yet; I'll message "
+                    "you the result."
+                )
+                # Started now, so a second `install app` meanwhile finds it running; it
+                # waits for this answer, so the result comes after it.
+                started = asyncio.Event()
+                tenant_id = self._settings.microsoft_app_tenant_id or teams_tenant_id(
+                    turn_context.activity
+                )
+                self._installing = asyncio.create_task(
+                    self._install_in_background(self._graph, caller, tenant_id, started),
+                    name="install-app",
+                )
+        try:
+            await reply_privately(
+                turn_context,
+                caller,
+                MessageFactory.text(answer),
+                self._send_privately,
+                ask_there="type **install app** there",
+            )
+        finally:
+            if started is not None:
+                started.set()
+
+    async def _install_in_background(
+        self,
+        graph: GraphClient,
+        caller: Caller,
+        tenant_id: str | None,
+        started: asyncio.Event,
+    ) -> None:
+        """The installs of one `install app`, then their result queued to the admin's 1:1
+        chat. Errors are logged, never raised: nobody awaits this task."""
+        try:
+            await started.wait()
+            answer = await self._install_result(graph, tenant_id)
+            async with transaction(self._sessions) as session:
+                conversation_id = await outbox.personal_conversation_id(
+                    session, person_id=caller.person_id
+                )
+                if conversation_id is not None:
+                    await outbox.enqueue(
+                        session,
+                        dedupe_key=f"install-app:{caller.person_id}:{uuid.uuid4().hex}",
+                        conversation_id=conversation_id,
+                        payload=MessageFactory.text(answer).serialize(),
+                        now=utcnow(),
                     )
-        await reply_privately(
-            turn_context,
-            caller,
-            MessageFactory.text(answer),
-            self._send_privately,
-            ask_there="type **install app** there",
-        )
+            if conversation_id is None:
+                logger.warning(
+                    "Installed the app for Change Makers, but the admin who asked has no 1:1 "
+                    "chat with the bot to be told the result in"
+                )
+                return
+            self._outbox_changed()
+        except Exception:
+            logger.exception("Installing the app for Change Makers stopped with an error")
+
+    async def _install_result(self, graph: GraphClient, tenant_id: str | None) -> str:
+        """What the admin is told once the installs are done."""
+        try:
+            report = await install_for_change_makers(
+                graph,
+                self._sessions,
+                teams_app_id=self._settings.manifest_app_id,
+                tenant_id=tenant_id,
+            )
+        except (GraphPermissionMissing, AppNotInCatalogue) as error:
+            # The council's set-up, not a passing fault: an administrator must act.
+            logger.error("Installing the app for Change Makers failed: %s", error)
+            return f"I couldn't install the app. {error}"
+        except (GraphError, IdentityError) as error:
+            logger.warning("Installing the app for Change Makers failed: %s", type(error).__name__)
+            return "I couldn't reach Microsoft Graph to install the app. Try again later."
+        answer = report.summary()
+        if report.installed:
+            answer += (
+                " Teams lets me know as each installation completes; from then on my "
+                "reminders reach them."
+            )
+        return answer
+
+    async def close(self) -> None:
+        """Stop an `install app` still running (the service is shutting down): it is not
+        resumed; the admin runs it again, and it picks up whoever is still unreachable."""
+        task, self._installing = self._installing, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
 
     async def _send_projects(self, turn_context: TurnContext, argument: str) -> None:
         async with self._sessions() as session:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import true, update
+from sqlalchemy import func, true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -262,9 +263,24 @@ async def service_area_of(session: AsyncSession, *, person_id: int) -> str | Non
     return person.service_area if person else None
 
 
-async def change_makers_without_chat(session: AsyncSession) -> list[str]:
-    """The emails of the roster's Change Makers the bot has no 1:1 chat with (they never
-    opened the app, so reminders cannot reach them), in email order."""
+@dataclass(frozen=True)
+class Unreachable:
+    """A roster Change Maker the bot has no 1:1 chat with."""
+
+    person_id: int
+    email: str
+    aad_object_id: str | None  # known once Teams has told the bot who they are
+
+    @property
+    def directory_id(self) -> str:
+        """How Microsoft Graph finds them: their object id when known, else the roster's
+        email (which must then be their user principal name)."""
+        return self.aad_object_id or self.email
+
+
+async def change_makers_without_chat(session: AsyncSession) -> list[Unreachable]:
+    """The roster's Change Makers the bot has no 1:1 chat with (they never opened the app,
+    or removed it, so reminders cannot reach them), in email order."""
     with_chat = select(ConversationReference.person_id).where(
         col(ConversationReference.conversation_type) == "personal",
         col(ConversationReference.person_id).is_not(None),
@@ -274,7 +290,31 @@ async def change_makers_without_chat(session: AsyncSession) -> list[str]:
         .where(col(Person.in_roster) == true(), col(Person.id).not_in(with_chat))
         .order_by(col(Person.email))
     )
-    return [person.email for person in found if person.email and "change_maker" in roles_of(person)]
+    return [
+        Unreachable(
+            person_id=person.id or 0, email=person.email, aad_object_id=person.aad_object_id
+        )
+        for person in found
+        if person.email and "change_maker" in roles_of(person)
+    ]
+
+
+async def latest_address(
+    session: AsyncSession, *, tenant_id: str
+) -> tuple[str, dict[str, Any]] | None:
+    """(service URL, reference) of the conversation of this tenant the bot heard from most
+    recently, or None. Teams serves a tenant from one service URL, so a chat the bot learns
+    of some other way (from Microsoft Graph) is reached there too."""
+    found = await session.exec(
+        select(ConversationReference.service_url, ConversationReference.reference)
+        .where(func.lower(col(ConversationReference.tenant_id)) == tenant_id.lower())
+        .order_by(
+            col(ConversationReference.updated_at).desc(), col(ConversationReference.id).desc()
+        )
+        .limit(1)
+    )
+    row = found.first()
+    return (row[0], dict(row[1])) if row else None
 
 
 async def set_reminders(session: AsyncSession, *, person_id: int, enabled: bool) -> None:

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage import people
 from storage.db import transaction
 from storage.ideas import SERVICE_AREAS, service_area_for
-from storage.models import ConversationReference
+from storage.models import ConversationReference, Person
 from tests.support.people import add_person
 
 
@@ -78,4 +78,53 @@ async def test_change_makers_without_chat_are_those_reminders_cannot_reach(
     async with sessions() as session:
         found = await people.change_makers_without_chat(session)
 
-    assert found == ["cy@cambridge.gov.uk", "una@cambridge.gov.uk"]
+    assert [(p.email, p.directory_id) for p in found] == [
+        ("cy@cambridge.gov.uk", "cy@cambridge.gov.uk"),
+        ("una@cambridge.gov.uk", "una@cambridge.gov.uk"),
+    ]
+    assert [p.person_id for p in found][0] == in_channel
+
+
+async def test_a_known_object_id_is_how_the_directory_finds_someone(
+    fresh_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    known = await add_person(fresh_sessions, "Kit", email="kit@cambridge.gov.uk")
+    async with transaction(fresh_sessions) as session:
+        person = await session.get(Person, known)
+        assert person is not None
+        person.aad_object_id = "aad-kit"
+        session.add(person)
+
+    async with fresh_sessions() as session:
+        (found,) = await people.change_makers_without_chat(session)
+
+    assert (found.aad_object_id, found.directory_id) == ("aad-kit", "aad-kit")
+
+
+async def test_the_latest_address_is_the_tenants_most_recent_conversation(
+    fresh_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with fresh_sessions() as session:
+        assert await people.latest_address(session, tenant_id="tenant-a") is None
+    for conversation_id, tenant_id, service_url in (
+        ("a:first", "tenant-a", "https://smba.trafficmanager.net/uk/"),
+        ("a:other", "tenant-b", "https://smba.trafficmanager.net/amer/"),
+        ("a:second", "TENANT-A", "https://smba.trafficmanager.net/emea/"),
+    ):
+        async with transaction(fresh_sessions) as session:
+            await people.save_conversation_reference(
+                session,
+                conversation_id=conversation_id,
+                conversation_type="personal",
+                tenant_id=tenant_id,
+                service_url=service_url,
+                reference={"conversation": {"id": conversation_id}},
+            )
+
+    async with fresh_sessions() as session:
+        latest = await people.latest_address(session, tenant_id="Tenant-A")
+
+    assert latest == (
+        "https://smba.trafficmanager.net/emea/",
+        {"conversation": {"id": "a:second"}},
+    )

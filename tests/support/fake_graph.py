@@ -1,8 +1,9 @@
 """A local Microsoft Graph with the few endpoints the bot calls: a user's department, the org
-app catalogue, and installing an app in a user's personal scope. It records every request
-with its bearer token, and has knobs for what the real service does on a bad day: throttling
-(429 with Retry-After), a refused permission (403), a token it no longer accepts (401), and
-slowness.
+app catalogue, installing an app in a user's personal scope, and finding an installation and
+its 1:1 chat. It records every request with its bearer token, and has knobs for what the
+real service does on a bad day: throttling (429 with Retry-After), a refused permission
+(403), a refusal for one user (403 without a licence), a token it no longer accepts (401),
+and slowness.
 
 It runs on the test's event loop (aiohttp): the bot calls Graph with aiohttp too, never with a
 blocking client, and a CLI run in a subprocess reaches it while the test awaits that process
@@ -57,6 +58,9 @@ class FakeGraph:
     retry_after: str | None = "0"
     denied: set[str] = field(default_factory=set)  # permissions the app has not been granted
     delay: float = 0.0  # seconds before answering anything
+    # Installs wait until this is set (when given): holds a run of installs half-way.
+    install_gate: asyncio.Event | None = None
+    unlicensed: set[str] = field(default_factory=set)  # user ids whose installs get a 403
     revoked: set[str] = field(default_factory=set)  # tokens answered with 401
     _revoke_next: bool = False
     _notifications: list[asyncio.Task[None]] = field(default_factory=list)
@@ -78,6 +82,10 @@ class FakeGraph:
         app = web.Application()
         app.router.add_get(VERSION + "/users/{user}", self._user)
         app.router.add_post(VERSION + "/users/{user}/teamwork/installedApps", self._install)
+        app.router.add_get(VERSION + "/users/{user}/teamwork/installedApps", self._installations)
+        app.router.add_get(
+            VERSION + "/users/{user}/teamwork/installedApps/{installation}/chat", self._chat
+        )
         app.router.add_get(VERSION + "/appCatalogs/teamsApps", self._catalogue)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
@@ -109,6 +117,15 @@ class FakeGraph:
     def revoke_next_token(self) -> None:
         """The next request's token is refused from then on (expired or revoked early)."""
         self._revoke_next = True
+
+    @staticmethod
+    def installation_id(user_id: str, catalogue_id: str) -> str:
+        return f"inst-{user_id}-{catalogue_id}"
+
+    @staticmethod
+    def chat_id(user_id: str) -> str:
+        """The 1:1 chat Teams has between a user and the bot once the app is installed."""
+        return f"19:{user_id}_28-ourcambridge@unq.gbl.spaces"
 
     def tokens(self) -> list[str]:
         return [r.token for r in self.requests]
@@ -149,6 +166,8 @@ class FakeGraph:
         return self._answer(request, 200, {"value": found})
 
     async def _install(self, request: web.Request) -> web.Response:
+        if self.install_gate is not None:
+            await self.install_gate.wait()
         refusal = await self._gate(request, INSTALL_FOR_USER)
         if refusal is not None:
             return refusal
@@ -161,6 +180,17 @@ class FakeGraph:
         user = self.find(request.match_info["user"])
         if user is None:
             return self._answer(request, 404, _error("NotFound", "User not found."))
+        if user.id in self.unlicensed:
+            # What Graph answers for a user without a Teams licence: a 403 that is about them.
+            return self._answer(
+                request,
+                403,
+                _error(
+                    "Forbidden",
+                    "Failed to get license information for the user. Ensure user has a "
+                    "valid Office365 license assigned to them.",
+                ),
+            )
         apps = self.installed.setdefault(user.id, set())
         if catalogue_id in apps:
             return self._answer(request, 409, _error("Conflict", "App is already installed."))
@@ -168,6 +198,45 @@ class FakeGraph:
         if self.on_install is not None:
             self._notifications.append(asyncio.create_task(self.on_install(user)))
         return self._answer(request, 201, None)
+
+    async def _installations(self, request: web.Request) -> web.Response:
+        """The apps installed for a user, filtered by catalogue id (teamsApp/id eq '...')."""
+        refusal = await self._gate(request, INSTALL_FOR_USER)
+        if refusal is not None:
+            return refusal
+        user = self.find(request.match_info["user"])
+        if user is None:
+            return self._answer(request, 404, _error("NotFound", "User not found."))
+        wanted = request.query.get("$filter", "")
+        prefix, suffix = "teamsApp/id eq '", "'"
+        if not (wanted.startswith(prefix) and wanted.endswith(suffix)):
+            return self._answer(request, 400, _error("BadRequest", "Unsupported filter."))
+        if request.query.get("$expand") != "teamsApp":
+            return self._answer(request, 400, _error("BadRequest", "teamsApp not expanded."))
+        catalogue_id = wanted[len(prefix) : -len(suffix)].replace("''", "'")
+        found = [
+            {"id": self.installation_id(user.id, app), "teamsApp": {"id": app}}
+            for app in sorted(self.installed.get(user.id, set()))
+            if app == catalogue_id
+        ]
+        return self._answer(request, 200, {"value": found})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        refusal = await self._gate(request, INSTALL_FOR_USER)
+        if refusal is not None:
+            return refusal
+        user = self.find(request.match_info["user"])
+        installation = request.match_info["installation"]
+        if user is None or not any(
+            installation == self.installation_id(user.id, app)
+            for app in self.installed.get(user.id, set())
+        ):
+            return self._answer(request, 404, _error("NotFound", "No such installation."))
+        return self._answer(
+            request,
+            200,
+            {"@odata.context": "chats/$entity", "id": self.chat_id(user.id)},
+        )
 
     async def _gate(self, request: web.Request, permission: str) -> web.Response | None:
         """What every endpoint checks first: the token, throttling, the permission."""
