@@ -29,27 +29,25 @@ async def show_project_status(
     query: str,
     can_post_update: bool,
 ) -> None:
+    # Read, then reply with the database connection given back: a reply can take as long
+    # as Teams takes to answer, and turns holding connections that long would queue on the
+    # pool.
     async with sessions() as session:
         match = await programme.find_project(session, query=query)
         if len(match.found) == 1:
             project = await programme.get_project(session, slug=match.found[0])
-            await send_card(
-                turn_context,
-                "project",
-                project=project,
-                can_post_update=can_post_update,
-                notice=None,
-            )
         elif match.found:
             candidates = await programme.get_projects(session, slugs=match.found)
-            await send_card(turn_context, "project_choice", query=query, candidates=candidates)
-        else:
-            await send_card(
-                turn_context,
-                "project_not_found",
-                query=query,
-                suggestions=list(match.suggestions),
-            )
+    if len(match.found) == 1:
+        await send_card(
+            turn_context, "project", project=project, can_post_update=can_post_update, notice=None
+        )
+    elif match.found:
+        await send_card(turn_context, "project_choice", query=query, candidates=candidates)
+    else:
+        await send_card(
+            turn_context, "project_not_found", query=query, suggestions=list(match.suggestions)
+        )
 
 
 class ProjectStatusDialog(ComponentDialog):
