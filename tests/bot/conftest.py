@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from botframework.connector.auth import ServiceClientCredentialsFactory
 
 from bot.app import create_app
 from bot.config import Settings
 from tests.support.connector import FakeConnector
 from tests.support.openid import OpenIdServer, new_key
-from tests.support.teams import ADMIN_AAD_ID, OFFICER, TeamsClient
+from tests.support.teams import ADMIN_AAD_ID, OFFICER, TENANT_ID, TeamsClient
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -95,3 +97,32 @@ def openid() -> Iterator[OpenIdServer]:
     server = OpenIdServer(new_key()).start()
     yield server
     server.stop()
+
+
+@contextlib.asynccontextmanager
+async def secured_bot(
+    database_url: str,
+    openid: OpenIdServer,
+    connector: FakeConnector,
+    http: aiohttp.ClientSession,
+    *,
+    app_id: str,
+    credentials_factory: ServiceClientCredentialsFactory,
+) -> AsyncIterator[TeamsClient]:
+    """A bot with authentication on (a single-tenant app of TENANT_ID whose incoming tokens
+    `openid` signs), its outgoing tokens from `credentials_factory`."""
+    settings = make_settings(
+        database_url,
+        microsoft_app_id=app_id,
+        microsoft_app_password="not-used-by-these-tests",
+        microsoft_app_tenant_id=TENANT_ID,
+        openid_metadata_url=openid.url + "/openid",
+    )
+    server = TestServer(create_app(settings, credentials_factory=credentials_factory))
+    await server.start_server()
+    try:
+        yield TeamsClient(
+            bot_url=str(server.make_url("")).rstrip("/"), connector=connector, http=http
+        )
+    finally:
+        await server.close()

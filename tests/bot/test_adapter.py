@@ -19,10 +19,10 @@ from botframework.connector.auth import (
 )
 
 from bot.app import create_app
-from tests.bot.conftest import make_settings
+from tests.bot.conftest import make_settings, secured_bot
 from tests.support.connector import FakeConnector
 from tests.support.openid import OpenIdServer
-from tests.support.teams import TENANT_ID, TeamsClient, card_text
+from tests.support.teams import TeamsClient, card_text
 
 APP_ID = "c0ffee00-0000-4000-8000-0000000000a7"
 
@@ -79,17 +79,10 @@ def built(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 async def secured(
     database_url: str, openid: OpenIdServer, connector: FakeConnector, http: aiohttp.ClientSession
 ) -> AsyncIterator[TeamsClient]:
-    settings = make_settings(
-        database_url,
-        microsoft_app_id=APP_ID,
-        microsoft_app_password="not-used-by-these-tests",
-        microsoft_app_tenant_id=TENANT_ID,
-        openid_metadata_url=openid.url + "/openid",
-    )
-    server = TestServer(create_app(settings, credentials_factory=_CountingFactory()))
-    await server.start_server()
-    yield TeamsClient(bot_url=str(server.make_url("")).rstrip("/"), connector=connector, http=http)
-    await server.close()
+    async with secured_bot(
+        database_url, openid, connector, http, app_id=APP_ID, credentials_factory=_CountingFactory()
+    ) as client:
+        yield client
 
 
 async def _say(client: TeamsClient, openid: OpenIdServer, text: str) -> tuple[str, list[Any]]:

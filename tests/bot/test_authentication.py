@@ -9,11 +9,10 @@ import jwt
 import pytest
 from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
 
-from bot.app import create_app
-from tests.bot.conftest import make_settings
+from tests.bot.conftest import secured_bot
 from tests.support.connector import FakeConnector
 from tests.support.openid import OpenIdServer, new_key
-from tests.support.teams import TENANT_ID, TeamsClient, card_text
+from tests.support.teams import TeamsClient, card_text
 
 APP_ID = "a1b2c3d4-0000-4000-8000-0000000000aa"
 
@@ -35,24 +34,12 @@ class NoOutgoingTokens(ServiceClientCredentialsFactory):
 
 @pytest.fixture
 async def secured(
-    database_url: str,
-    openid: OpenIdServer,
-    connector: FakeConnector,
-    http: aiohttp.ClientSession,
+    database_url: str, openid: OpenIdServer, connector: FakeConnector, http: aiohttp.ClientSession
 ) -> AsyncIterator[TeamsClient]:
-    from aiohttp.test_utils import TestServer
-
-    settings = make_settings(
-        database_url,
-        microsoft_app_id=APP_ID,
-        microsoft_app_password="not-used-by-these-tests",
-        microsoft_app_tenant_id=TENANT_ID,
-        openid_metadata_url=openid.url + "/openid",
-    )
-    server = TestServer(create_app(settings, credentials_factory=NoOutgoingTokens()))
-    await server.start_server()
-    yield TeamsClient(bot_url=str(server.make_url("")).rstrip("/"), connector=connector, http=http)
-    await server.close()
+    async with secured_bot(
+        database_url, openid, connector, http, app_id=APP_ID, credentials_factory=NoOutgoingTokens()
+    ) as client:
+        yield client
 
 
 async def _post(client: TeamsClient, token: str | None) -> int:
