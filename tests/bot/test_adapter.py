@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from botbuilder.core import CardFactory, MessageFactory
+from botbuilder.schema import Attachment, HeroCard
 from botframework.connector.auth import (
     AppCredentials,
     ServiceClientCredentialsFactory,
@@ -18,7 +20,9 @@ from botframework.connector.auth import (
     _user_token_client_impl,
 )
 
+from bot.adapter import serialize_activity
 from bot.app import create_app
+from dialogs.common import card_message
 from tests.bot.conftest import make_settings, secured_bot
 from tests.support.connector import FakeConnector
 from tests.support.openid import OpenIdServer
@@ -142,3 +146,14 @@ async def test_msrest_clients_are_built_once_per_service_url(
     finally:
         await other.close()
         await server.close()
+
+
+def test_replies_are_serialised_as_msrest_would_with_plain_card_json_put_in_as_it_is() -> None:
+    card = card_message("help", is_admin=True, in_channel=False)
+    hero = CardFactory.hero_card(HeroCard(title="A hero card", text="msrest serialises it"))
+    reply = MessageFactory.carousel([card.attachments[0], hero, Attachment(content_type="x")])
+    reply.text = "Some text"
+    before = [attachment.content for attachment in reply.attachments]
+
+    assert serialize_activity(reply) == reply.serialize()
+    assert [attachment.content for attachment in reply.attachments] == before
