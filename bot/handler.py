@@ -51,6 +51,7 @@ from bot.graph import (
     install_for_change_makers,
 )
 from bot.identity import IdentityError
+from bot.logs import note_command
 from bot.teams_people import (
     identify_caller,
     remember_channel,
@@ -228,7 +229,9 @@ class OurCambridgeBot(TeamsActivityHandler):
         text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
         if not (text or "").strip() and isinstance(values.get("command"), str):
             text = values["command"]
-        await self._on_text(dialog_context, parse(text or ""))
+        command = parse(text or "")
+        note_command(command.name)
+        await self._on_text(dialog_context, command)
 
     async def _on_text(self, dialog_context: DialogContext, command: Command) -> None:
         turn_context = dialog_context.context

@@ -28,18 +28,17 @@ from aiohttp.web_response import StreamResponse
 from botbuilder.schema import Activity
 from sqlalchemy.exc import StatementError
 
-from bot.commands import parse
-
 REQUEST_ID_HEADER = "X-Request-Id"
 # The id of the HTTP request being handled; tasks started while handling it inherit it.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The command the handler understood in this request's turn, for its turn line.
+_turn_command: ContextVar[str | None] = ContextVar("turn_command", default=None)
 
 # An id a proxy or a caller sends is reused only when it cannot disturb a log line.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # A card button's action and an invoke's name are the bot's own identifiers; anything else
 # (a forged value) is not written.
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_./-]{1,64}")
-_MENTION = re.compile(r"<at>.*?</at>", re.IGNORECASE | re.DOTALL)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
@@ -270,6 +269,8 @@ class TurnLog:
     def __init__(self) -> None:
         self.started = perf_counter()
         self.activity: Activity | None = None
+        # Requests on one kept-alive connection share a context: start each one afresh.
+        _turn_command.set(None)
 
     def done(self, status: int) -> None:
         duration_ms = round((perf_counter() - self.started) * 1000)
@@ -290,9 +291,15 @@ class TurnLog:
         )
 
 
+def note_command(name: str) -> None:
+    """Called by the handler with the canonical command it parsed from a message ("unknown"
+    for anything else typed): the turn line names it, never the text."""
+    _turn_command.set(name)
+
+
 def command_name(activity: Activity) -> str | None:
-    """What a turn asked for, fit for a log: a message's canonical command ("unknown" for
-    anything else typed), a card button's action, an invoke's name."""
+    """What a turn asked for, fit for a log: a card button's action, an invoke's name, or the
+    command the handler noted."""
     if activity.type == "invoke":
         return _identifier(activity.name)
     if activity.type != "message":
@@ -300,10 +307,7 @@ def command_name(activity: Activity) -> str | None:
     value = activity.value if isinstance(activity.value, dict) else {}
     if isinstance(value.get("action"), str):
         return f"card {_identifier(value['action'])}"
-    text = _MENTION.sub(" ", activity.text or "").strip()
-    if not text and isinstance(value.get("command"), str):
-        text = value["command"]
-    return parse(text).name if text else None
+    return _turn_command.get()
 
 
 def _identifier(value: Any) -> str:
