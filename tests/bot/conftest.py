@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from botframework.connector.auth import ServiceClientCredentialsFactory
+from botframework.connector.auth import (
+    AppCredentials,
+    MicrosoftAppCredentials,
+    ServiceClientCredentialsFactory,
+)
 
 from bot.app import create_app
 from bot.config import Settings
@@ -99,6 +103,25 @@ def openid() -> Iterator[OpenIdServer]:
     server.stop()
 
 
+class _TestCredentials(ServiceClientCredentialsFactory):
+    """Outgoing tokens from `credentials()`: tests cannot reach Entra ID."""
+
+    def __init__(self, app_id: str, credentials: Callable[[], AppCredentials]) -> None:
+        self._app_id = app_id
+        self._credentials = credentials
+
+    async def is_valid_app_id(self, app_id: str) -> bool:
+        return app_id == self._app_id
+
+    async def is_authentication_disabled(self) -> bool:
+        return False
+
+    async def create_credentials(
+        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
+    ) -> AppCredentials:
+        return self._credentials()
+
+
 @contextlib.asynccontextmanager
 async def secured_bot(
     database_url: str,
@@ -107,10 +130,10 @@ async def secured_bot(
     http: aiohttp.ClientSession,
     *,
     app_id: str,
-    credentials_factory: ServiceClientCredentialsFactory,
+    credentials: Callable[[], AppCredentials] = lambda: MicrosoftAppCredentials("", ""),
 ) -> AsyncIterator[TeamsClient]:
     """A bot with authentication on (a single-tenant app of TENANT_ID whose incoming tokens
-    `openid` signs), its outgoing tokens from `credentials_factory`."""
+    `openid` signs), its outgoing tokens from `credentials` (by default, none)."""
     settings = make_settings(
         database_url,
         microsoft_app_id=app_id,
@@ -118,7 +141,8 @@ async def secured_bot(
         microsoft_app_tenant_id=TENANT_ID,
         openid_metadata_url=openid.url + "/openid",
     )
-    server = TestServer(create_app(settings, credentials_factory=credentials_factory))
+    factory = _TestCredentials(app_id, credentials)
+    server = TestServer(create_app(settings, credentials_factory=factory))
     await server.start_server()
     try:
         yield TeamsClient(

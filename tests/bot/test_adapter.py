@@ -4,6 +4,7 @@ are built once per service URL rather than on every turn."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +16,6 @@ from botbuilder.core import CardFactory, MessageFactory
 from botbuilder.schema import Attachment, HeroCard
 from botframework.connector.auth import (
     AppCredentials,
-    ServiceClientCredentialsFactory,
     _connector_factory_impl,
     _user_token_client_impl,
 )
@@ -40,22 +40,6 @@ class _CountingCredentials(AppCredentials):
 
     def get_access_token(self, force_refresh: bool = False) -> str:
         return f"token-{next(self._counter)}"
-
-
-class _CountingFactory(ServiceClientCredentialsFactory):
-    def __init__(self) -> None:
-        self.counter = itertools.count(1)
-
-    async def is_valid_app_id(self, app_id: str) -> bool:
-        return app_id == APP_ID
-
-    async def is_authentication_disabled(self) -> bool:
-        return False
-
-    async def create_credentials(
-        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
-    ) -> AppCredentials:
-        return _CountingCredentials(self.counter)
 
 
 @pytest.fixture
@@ -84,7 +68,12 @@ async def secured(
     database_url: str, openid: OpenIdServer, connector: FakeConnector, http: aiohttp.ClientSession
 ) -> AsyncIterator[TeamsClient]:
     async with secured_bot(
-        database_url, openid, connector, http, app_id=APP_ID, credentials_factory=_CountingFactory()
+        database_url,
+        openid,
+        connector,
+        http,
+        app_id=APP_ID,
+        credentials=functools.partial(_CountingCredentials, itertools.count(1)),
     ) as client:
         yield client
 

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import jwt
 import pytest
-from botframework.connector.auth import MicrosoftAppCredentials, ServiceClientCredentialsFactory
 
 from tests.bot.conftest import secured_bot
 from tests.support.connector import FakeConnector
@@ -17,28 +16,11 @@ from tests.support.teams import TeamsClient, card_text
 APP_ID = "a1b2c3d4-0000-4000-8000-0000000000aa"
 
 
-class NoOutgoingTokens(ServiceClientCredentialsFactory):
-    """Outgoing replies would fetch a token from Entra ID, which tests cannot reach."""
-
-    async def is_valid_app_id(self, app_id: str) -> bool:
-        return app_id == APP_ID
-
-    async def is_authentication_disabled(self) -> bool:
-        return False
-
-    async def create_credentials(
-        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
-    ) -> MicrosoftAppCredentials:
-        return MicrosoftAppCredentials("", "")
-
-
 @pytest.fixture
 async def secured(
     database_url: str, openid: OpenIdServer, connector: FakeConnector, http: aiohttp.ClientSession
 ) -> AsyncIterator[TeamsClient]:
-    async with secured_bot(
-        database_url, openid, connector, http, app_id=APP_ID, credentials_factory=NoOutgoingTokens()
-    ) as client:
+    async with secured_bot(database_url, openid, connector, http, app_id=APP_ID) as client:
         yield client
 
 
