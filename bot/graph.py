@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 from botbuilder.schema import ChannelAccount, ConversationAccount, ConversationReference
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from bot.identity import Identity, IdentityError
+from bot.identity import Identity, IdentityError, resource_of
 from storage import people
 from storage.db import transaction
 
@@ -105,9 +105,8 @@ class GraphClient:
     ) -> None:
         self._identity = identity
         self._base_url = base_url.rstrip("/")
-        parts = urlsplit(self._base_url)
         # App-only tokens are asked for the whole resource: https://graph.microsoft.com/.default
-        self.scope = f"{parts.scheme}://{parts.netloc}/.default"
+        self.scope = f"{resource_of(self._base_url)}/.default"
         self._http = http
         self._owns_http = http is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
