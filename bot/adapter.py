@@ -41,6 +41,8 @@ from botframework.connector.auth import (
 from botframework.connector.auth._connector_factory_impl import USER_AGENT
 from botframework.connector.auth.jwt_token_extractor import JwtTokenExtractor, _OpenIdMetadata
 
+from bot.connector import answer_json, error_code, retry_after_seconds
+
 logger = logging.getLogger(__name__)
 
 # Service URLs are a handful per cloud region; the bound only matters if authentication is
@@ -233,17 +235,18 @@ class FastCloudAdapter(CloudAdapter):
                     method, url, json=body, headers=headers
                 ) as answer:
                     if answer.status in (200, 201, 202):
-                        data = await _json_or_none(answer)
+                        data = await answer_json(answer)
                         return ResourceResponse.deserialize(data) if data else None
                     if wait is None or method != "PUT" or not _retried_status(answer.status):
-                        raise ReplyFailed(answer.status, await _error_code(answer))
+                        raise ReplyFailed(answer.status, error_code(await answer_json(answer)))
                     if answer.status == 503:
                         retry_after = answer.headers.get("Retry-After")
             except aiohttp.ClientConnectorError:  # never connected: nothing was sent
                 if wait is None:
                     raise
             logger.info("Retrying a %s to the Bot Connector (attempt %d)", method, attempt + 2)
-            await asyncio.sleep(_wait(wait, retry_after))
+            delay = retry_after_seconds(retry_after)
+            await asyncio.sleep(wait if delay is None else delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _session(self) -> aiohttp.ClientSession:
@@ -301,29 +304,6 @@ def _is_plain_json(value: Any) -> bool:
 
 def _retried_status(status: int) -> bool:
     return status == 408 or (status >= 500 and status not in (501, 505))
-
-
-def _wait(backoff: float, retry_after: str | None) -> float:
-    if retry_after is not None:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
-    return backoff
-
-
-async def _json_or_none(answer: aiohttp.ClientResponse) -> dict[str, Any] | None:
-    try:
-        data = await answer.json(content_type=None)
-    except (ValueError, aiohttp.ClientError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-async def _error_code(answer: aiohttp.ClientResponse) -> str:
-    data = await _json_or_none(answer)
-    error = data.get("error") if data else None
-    return str(error.get("code"))[:100] if isinstance(error, dict) and error.get("code") else ""
 
 
 class _OffLoopOpenIdMetadata(_OpenIdMetadata):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -96,13 +98,13 @@ class BotConnector:
                 async with self._session().post(
                     prepared.url, json=prepared.body, headers=prepared.headers
                 ) as response:
-                    answer = await _json(response)
+                    answer = await answer_json(response)
                     if 200 <= response.status < 300:
                         return SendResult(status=response.status, activity_id=answer.get("id"))
                     return SendResult(
                         status=response.status,
-                        retry_after=_retry_after(response.headers.get("Retry-After")),
-                        error=f"HTTP {response.status} {_error_code(answer)}".strip(),
+                        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                        error=f"HTTP {response.status} {error_code(answer)}".strip(),
                     )
         except TimeoutError:
             return SendResult(status=None, error="timed out", maybe_posted=True)
@@ -130,7 +132,8 @@ class BotConnector:
             await self._http.close()
 
 
-async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+async def answer_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The JSON object of an answer; {} if it has none."""
     with contextlib.suppress(Exception):
         answer = await response.json(content_type=None)
         if isinstance(answer, dict):
@@ -138,18 +141,23 @@ async def _json(response: aiohttp.ClientResponse) -> dict[str, Any]:
     return {}
 
 
-def _error_code(answer: dict[str, Any]) -> str:
+def error_code(answer: dict[str, Any]) -> str:
+    """The Bot Connector's (or Graph's) `error.code` of an answer, or ""."""
     error = answer.get("error")
     code = error.get("code") if isinstance(error, dict) else None
     return str(code)[:100] if code else ""
 
 
-def _retry_after(value: str | None) -> float | None:
-    # Seconds; the Bot Connector does not use the HTTP-date form.
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header as seconds to wait: a number of seconds or an HTTP date."""
     if value is None:
         return None
     with contextlib.suppress(ValueError):
-        seconds = float(value)
-        if seconds >= 0:
-            return seconds
-    return None
+        return max(0.0, float(value))
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())

@@ -18,13 +18,11 @@ email, which Graph matches against the user principal name (UPN).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -34,6 +32,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
+from bot.connector import answer_json, error_code, retry_after_seconds
 from bot.identity import Identity, IdentityError, resource_of
 from storage import people
 from storage.db import transaction
@@ -238,7 +237,7 @@ class GraphClient:
                     timeout=self._timeout,
                 ) as response:
                     status = response.status
-                    body = await _json_of(response)
+                    body = await answer_json(response)
                     retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as error:
                 failure = type(error).__name__
@@ -247,7 +246,7 @@ class GraphClient:
                     # The token was revoked or expired early: one fresh token, one more try.
                     renewed = True
                     attempt -= 1
-                    self._identity.forget()
+                    self._identity.forget(self.scope)
                     continue
                 if status == 403:
                     if _says_permission_missing(body):
@@ -255,10 +254,12 @@ class GraphClient:
                     raise GraphRefused(f"Graph refused the request: {_error_summary(body)}")
                 if status not in RETRYABLE:
                     if status >= 500 or status == 401:
-                        raise GraphUnavailable(f"Graph answered {status} ({_error_code(body)})")
+                        raise GraphUnavailable(
+                            f"Graph answered {status} ({error_code(body) or 'no error code'})"
+                        )
                     return status, body
                 failure = f"HTTP {status}"
-            delay = _seconds(retry_after)
+            delay = retry_after_seconds(retry_after)
             if delay is None:
                 # Exponential backoff with jitter, when Graph does not say how long.
                 delay = min(0.5 * 2 ** (attempt - 1), 4.0) * random.uniform(0.5, 1.0)
@@ -284,13 +285,6 @@ class GraphClient:
 def _expect(status: int, wanted: tuple[int, ...], operation: str) -> None:
     if status not in wanted:
         raise GraphError(f"Graph answered {status} to the {operation} request")
-
-
-async def _json_of(response: aiohttp.ClientResponse) -> Any:
-    try:
-        return await response.json(content_type=None)
-    except ValueError:
-        return None
 
 
 # What Graph says when the app lacks a permission: Entra ID's "Insufficient privileges to
@@ -332,29 +326,6 @@ def _error_summary(body: Any) -> str:
     code, message = _error_of(body)
     message = _PERSONAL.sub("...", message)[:200].strip()
     return f"{code or 'no error code'}: {message}" if message else (code or "no error code")
-
-
-def _error_code(body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return str(code) if code else "no error code"
-
-
-def _seconds(retry_after: str | None) -> float | None:
-    """Retry-After as seconds to wait: a number of seconds or an HTTP date."""
-    if retry_after is None:
-        return None
-    try:
-        return max(0.0, float(retry_after))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(retry_after)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 # --- wiring ---------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import build_worker
-from bot.connector import BotConnector
+from bot.connector import BotConnector, retry_after_seconds
 from bot.proactive import MAX_ATTEMPTS, OutboxWorker
 from storage import outbox, people, ratelimit
 from storage.db import transaction
@@ -234,3 +235,12 @@ async def test_a_database_always_slow_to_commit_delays_a_request_once_not_for_ev
 
     assert (report.late, report.sent) == (1, 1)
     assert [a["text"] for a in connector.to(conversation_id)] == ["Sent despite a slow database."]
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    in_a_minute = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=60))
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("-3") == 0.0
+    assert 55 <= (retry_after_seconds(in_a_minute) or 0) <= 60
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
