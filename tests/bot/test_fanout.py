@@ -254,8 +254,8 @@ async def test_a_request_reaches_the_connector_within_the_guard_of_being_logged(
     connector: FaultyConnector,
 ) -> None:
     """What the limiter relies on (storage/ratelimit.py): a request is made within `guard`
-    (0.1 s) of the moment it is logged, so windows counted 0.1 s longer hold at Teams' end
-    too. Here another replica holds the rate log's lock for half a second while this
+    (0.2 s) of the moment it is logged, so windows counted that much longer hold at Teams'
+    end too. Here another replica holds the rate log's lock for half a second while this
     worker wants to send: the request must be logged when it was let go, not when it began
     to wait."""
     if fresh_database_url.startswith("sqlite"):
@@ -313,7 +313,7 @@ async def test_a_claim_waiting_for_the_rate_limit_past_its_lease_is_not_sent_twi
 ) -> None:
     # Scaled down from OUTBOX_MAX_PER_SECOND=1, OUTBOX_LEASE_SECONDS=8 and a send timeout of
     # 2 s, which Settings and DeliveryPolicy accept: sixteen sends in flight then wait up to
-    # 16 x 1.1 s for their slots, each wait shorter than max_wait, all together longer than
+    # 16 x 1.2 s for their slots, each wait shorter than max_wait, all together longer than
     # the lease. Here: one request each 0.15 s, ten in flight, a lease of 0.7 s.
     channels = [channel_id(number) for number in range(10)]
     await add_channels(fresh_sessions, connector.url, channels)

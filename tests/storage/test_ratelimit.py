@@ -39,8 +39,8 @@ async def test_a_conversation_gets_seven_a_second_then_waits(
     start = utcnow()
     answers = [await _reserve(fresh_sessions, "19:one", start) for _ in range(8)]
     assert answers[:7] == [None] * 7
-    # The eighth waits until the first leaves the one-second window (counted 0.1 s longer).
-    assert answers[7] == start + timedelta(seconds=1.1)
+    # The eighth waits until the first leaves the one-second window (counted `guard` longer).
+    assert answers[7] == start + timedelta(seconds=1 + TEAMS_LIMITS.guard)
     assert await _reserve(fresh_sessions, "19:other", start) is None, "another conversation is free"
 
 
@@ -54,7 +54,9 @@ async def test_eight_in_two_seconds_holds_when_spread_out(
             is None
         )
     ninth = start + timedelta(seconds=2.0)
-    assert await _reserve(fresh_sessions, "19:spread", ninth) == start + timedelta(seconds=2.1)
+    assert await _reserve(fresh_sessions, "19:spread", ninth) == start + timedelta(
+        seconds=2 + TEAMS_LIMITS.guard
+    )
 
 
 async def test_the_whole_bot_keeps_to_its_limit_across_conversations(
@@ -64,8 +66,8 @@ async def test_the_whole_bot_keeps_to_its_limit_across_conversations(
     start = utcnow()
     answers = [await _reserve(fresh_sessions, f"19:c{n}", start, limits) for n in range(6)]
     assert answers[:5] == [None] * 5
-    assert answers[5] == start + timedelta(seconds=1.1)
-    later = start + timedelta(seconds=1.2)
+    assert answers[5] == start + timedelta(seconds=1 + limits.guard)
+    later = start + timedelta(seconds=1 + limits.guard + 0.1)
     assert await _reserve(fresh_sessions, "19:c6", later, limits) is None, "the window moved on"
 
 
