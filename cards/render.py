@@ -178,7 +178,11 @@ def make_environment(loader: BaseLoader) -> Environment:
 
 @cache
 def _environment() -> Environment:
-    return make_environment(FileSystemLoader(TEMPLATES_DIR))
+    environment = make_environment(FileSystemLoader(TEMPLATES_DIR))
+    # The templates ship with the code and do not change while it runs: no stat() of the
+    # template file on every card.
+    environment.auto_reload = False
+    return environment
 
 
 def render_card(name: str, /, **context: Any) -> dict[str, Any]:
