@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,9 +23,16 @@ from bot.config import async_database_url
 from storage import migrate
 from storage.db import create_engine, session_factory
 from storage.seed import seed_programme
+from tests.support.log_scan import LogScan
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Logs at INFO and above must hold no personal data: every record of the run is kept and,
+    # at its end, searched for every personal value the tests sent (tests/support/log_scan.py).
+    config.pluginmanager.register(LogScan(), "personal-data-log-scan")
 
 
 async def _reset_postgres(url: str) -> None:
@@ -71,14 +78,20 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
 
 
-@pytest.fixture
-async def fresh_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
-    """A database of its own (same backend as `database_url`), migrated and seeded, for a
-    test whose figures must count only what the test itself did."""
+async def fresh_database(
+    database_url: str, directory: Path, *, prefix: str = "fresh"
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A new database of the same backend as `database_url` (a file in `directory`, or a
+    database of its own on the same PostgreSQL server), migrated and seeded; and how to drop
+    it afterwards."""
     if database_url.startswith("sqlite"):
-        url = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+        url = f"sqlite+aiosqlite:///{directory / f'{prefix}.db'}"
+
+        async def drop() -> None:
+            return None  # the file goes with pytest's temporary directory
+
     else:
-        name = f"ourcambridge_fresh_{uuid.uuid4().hex[:12]}"
+        name = f"ourcambridge_{prefix}_{uuid.uuid4().hex[:12]}"
         server = make_url(database_url)
         admin = create_engine(server.render_as_string(hide_password=False)).execution_options(
             isolation_level="AUTOCOMMIT"
@@ -86,17 +99,28 @@ async def fresh_database_url(database_url: str, tmp_path: Path) -> AsyncIterator
         async with admin.connect() as connection:
             await connection.execute(text(f"CREATE DATABASE {name}"))
         url = server.set(database=name).render_as_string(hide_password=False)
+
+        async def drop() -> None:
+            async with admin.connect() as connection:
+                await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            await admin.dispose()
+
     await asyncio.to_thread(migrate.upgrade, url)
     engine = create_engine(url)
     try:
         await seed_programme(session_factory(engine))
     finally:
         await engine.dispose()
+    return url, drop
+
+
+@pytest.fixture
+async def fresh_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of its own (same backend as `database_url`), migrated and seeded, for a
+    test whose figures must count only what the test itself did."""
+    url, drop = await fresh_database(database_url, tmp_path)
     yield url
-    if not database_url.startswith("sqlite"):
-        async with admin.connect() as connection:
-            await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        await admin.dispose()
+    await drop()
 
 
 @pytest.fixture

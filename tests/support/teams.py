@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.support import log_scan
 from tests.support.connector import FakeConnector, SentActivity
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000cafe"
@@ -26,6 +27,10 @@ class TeamsUser:
     aad_object_id: str
     teams_id: str = field(default="")
     email: str = field(default="")
+
+    def __post_init__(self) -> None:
+        # Personal data: the logs must never hold it (tests/support/log_scan.py).
+        log_scan.note_user(self.name, self.email)
 
     @property
     def id(self) -> str:
@@ -78,7 +83,7 @@ def activity(
     channel_data: dict[str, Any] = {"tenant": {"id": TENANT_ID}}
     if conversation_type == "channel":
         channel_data |= {"team": {"id": "19:team-ourcambridge"}, "channel": {"id": conversation_id}}
-    return {
+    body = {
         "type": type,
         "id": f"act-{next(_ids)}-{uuid.uuid4().hex[:8]}",
         "timestamp": "2026-11-28T10:00:00.000Z",
@@ -96,6 +101,9 @@ def activity(
         "locale": "en-GB",
         **fields,
     }
+    # What people typed and wrote in forms: the logs must never hold it (log_scan.py).
+    log_scan.note_activity(body)
+    return body
 
 
 @dataclass
