@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -176,6 +176,92 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--week", metavar="YYYY-Www", help="the ISO week, e.g. 2022-W24")
 
+    privacy = commands.add_parser(
+        "privacy",
+        help="personal data: export, erasure and retention purge (see docs/privacy.md)",
+    )
+    privacy_commands = privacy.add_subparsers(
+        dest="privacy_command", required=True, metavar="PRIVACY_COMMAND"
+    )
+    purge = privacy_commands.add_parser(
+        "purge",
+        help="delete or anonymise what is past its retention period (the bot does it nightly)",
+        description=(
+            "Apply the retention periods (the RETENTION_* settings, docs/privacy.md): delete "
+            "or anonymise every record past its period, record the counts in the audit trail "
+            "(retention.purge) and print them per record type. The bot runs this every night "
+            "at RETENTION_PURGE_AT; running it again straight away changes nothing. With "
+            "--dry-run, print what it would do and change nothing."
+        ),
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="count what would be purged; change nothing"
+    )
+    privacy_export = privacy_commands.add_parser(
+        "export",
+        help="write everything held about a person as JSON (a subject access request)",
+        description=(
+            "Write as JSON everything the bot holds about the person with this email (matched "
+            "whatever its case): profile, roles, Making It Real sessions and actions, ideas "
+            '(anonymous ones included, marked "anonymous": true), supports, idea status '
+            "changes they made, project updates, conversation references, dialog state and "
+            "outbox messages. To standard output unless --output is given. The export is "
+            "recorded in the audit trail (privacy.export). Exit status: 0 written, 1 nobody "
+            "with that email is held."
+        ),
+    )
+    privacy_export.add_argument("--email", required=True, metavar="ADDRESS")
+    privacy_export.add_argument("--output", type=Path, metavar="FILE", help="the file to write")
+    privacy_erase = privacy_commands.add_parser(
+        "erase",
+        help="erase a person: remove or anonymise everything held about them",
+        description=(
+            "Erase the person with this email under the policy in docs/privacy.md: their "
+            "profile, supports, conversations, dialog state and messages are removed; their "
+            "ideas and the figures of sessions they held are kept without them. Without "
+            "--yes, prints what would be erased and asks for confirmation (refused when not "
+            "run in a terminal). Recorded in the audit trail (privacy.erase). Running it again "
+            "changes nothing. Exit status: 0 erased or nothing held, 1 not confirmed, 2 no "
+            "terminal to confirm in."
+        ),
+    )
+    privacy_erase.add_argument("--email", required=True, metavar="ADDRESS")
+    privacy_erase.add_argument(
+        "--yes", action="store_true", help="erase without asking for confirmation"
+    )
+
+    audit_parser = commands.add_parser(
+        "audit", help="the audit trail of admin actions and status changes"
+    )
+    audit_commands = audit_parser.add_subparsers(
+        dest="audit_command", required=True, metavar="AUDIT_COMMAND"
+    )
+    audit_list = audit_commands.add_parser(
+        "list",
+        help="the latest audit entries, newest first",
+        description=(
+            "List audit entries, newest first: when, what (idea.status, roster.import, "
+            "privacy.erase...), who (a person id, the command line or the system), to what "
+            "(an id) and a small detail of counts and statuses. Entries hold no names, emails "
+            "or text."
+        ),
+    )
+    audit_list.add_argument(
+        "--since",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="only entries from that day on (midnight in TIMEZONE)",
+    )
+    audit_list.add_argument(
+        "--action",
+        metavar="NAME",
+        help="only this action (idea.status), or a family of them ending in a dot (idea.)",
+    )
+    audit_list.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="at most N entries (default 100)"
+    )
+    audit_list.add_argument("--format", choices=("text", "json"), default="text")
+
     manifest_parser = commands.add_parser("manifest", help="the Teams app package")
     manifest_commands = manifest_parser.add_subparsers(
         dest="manifest_command", required=True, metavar="MANIFEST_COMMAND"
@@ -246,6 +332,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_send_digests(settings, now=args.now))
     if args.command == "digest":
         return asyncio.run(_preview_digest(settings, args.week))
+    if args.command == "privacy" and args.privacy_command == "purge":
+        return asyncio.run(_purge(settings, dry_run=args.dry_run))
+    if args.command == "privacy" and args.privacy_command == "export":
+        return asyncio.run(_export_person(settings, args.email, args.output))
+    if args.command == "privacy" and args.privacy_command == "erase":
+        return asyncio.run(_erase_person(settings, args.email, confirmed=args.yes))
+    if args.command == "audit":
+        if args.limit < 1:
+            sys.stderr.write("ourcambridge: --limit must be at least 1\n")
+            return 2
+        return asyncio.run(
+            _list_audit(
+                settings,
+                since=args.since,
+                action=args.action,
+                limit=args.limit,
+                as_json=args.format == "json",
+            )
+        )
     return 2
 
 
@@ -335,6 +440,7 @@ async def _install_app(settings: Settings) -> int:
             session_factory(engine),
             teams_app_id=settings.manifest_app_id,
             tenant_id=settings.microsoft_app_tenant_id or None,
+            actor="cli",
         )
     except (GraphError, IdentityError) as error:
         sys.stderr.write(f"ourcambridge: {error}\n")
@@ -463,6 +569,114 @@ async def _preview_digest(settings: Settings, week: str | None) -> int:
         await engine.dispose()
     card = activity["attachments"][0]["content"]
     sys.stdout.write(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+async def _purge(settings: Settings, *, dry_run: bool) -> int:
+    from storage import retention
+    from storage.db import create_engine, session_factory, transaction
+    from storage.models import utcnow
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            report = await retention.purge(
+                session,
+                policy=settings.retention_policy,
+                now=utcnow(),
+                dry_run=dry_run,
+                actor="cli",
+            )
+    finally:
+        await engine.dispose()
+    sys.stdout.write("\n".join(report.lines()) + "\n")
+    return 0
+
+
+async def _export_person(settings: Settings, email: str, output: Path | None) -> int:
+    import json
+
+    from storage import privacy
+    from storage.db import create_engine, session_factory, transaction
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            export = await privacy.export_person(session, email)
+    except privacy.PersonNotFound as error:
+        sys.stderr.write(f"ourcambridge: {error}: nothing to export\n")
+        return 1
+    finally:
+        await engine.dispose()
+    text = json.dumps(export, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+        sys.stdout.write(f"{output}\n")
+    return 0
+
+
+async def _erase_person(settings: Settings, email: str, *, confirmed: bool) -> int:
+    from storage import privacy
+    from storage.db import create_engine, session_factory, transaction
+    from storage.models import utcnow
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        if not confirmed:
+            async with sessions() as session:
+                plan = await privacy.plan_erasure(session, email, now=utcnow())
+            if not plan.found:
+                sys.stdout.write("\n".join(plan.lines()) + "\n")
+                return 0
+            sys.stdout.write("Would erase:\n" + "\n".join(plan.lines()) + "\n")
+            if not sys.stdin.isatty():
+                sys.stderr.write(
+                    "ourcambridge: not erased: confirm in a terminal, or run again with --yes\n"
+                )
+                return 2
+            answer = await asyncio.to_thread(input, "Erase this person? Type yes to go on: ")
+            if answer.strip().lower() != "yes":
+                sys.stderr.write("ourcambridge: not erased\n")
+                return 1
+        async with transaction(sessions) as session:
+            report = await privacy.erase_person(session, email, now=utcnow())
+    finally:
+        await engine.dispose()
+    sys.stdout.write(("Erased:\n" if report.found else "") + "\n".join(report.lines()) + "\n")
+    return 0
+
+
+async def _list_audit(
+    settings: Settings, *, since: date | None, action: str | None, limit: int, as_json: bool
+) -> int:
+    import json
+
+    from storage import audit
+    from storage.db import create_engine, session_factory
+
+    start = datetime.combine(since, time(), tzinfo=settings.zone) if since else None
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            entries = await audit.list_entries(session, since=start, action=action, limit=limit)
+    finally:
+        await engine.dispose()
+    if as_json:
+        sys.stdout.write(json.dumps([e.as_json() for e in entries], indent=2) + "\n")
+        return 0
+    for entry in entries:
+        who = f"person:{entry.actor_id}" if entry.actor_id is not None else entry.actor
+        detail = " ".join(f"{key}={value}" for key, value in entry.detail.items())
+        sys.stdout.write(
+            f"{entry.at.isoformat(timespec='seconds')}  {entry.action:<20} {who:<14} "
+            f"{entry.subject or '-':<20} {detail}".rstrip()
+            + "\n"
+        )
+    if not entries:
+        sys.stdout.write("No audit entries.\n")
     return 0
 
 

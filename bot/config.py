@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import time, timedelta
 from types import SimpleNamespace
 from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -12,6 +12,8 @@ from botframework.connector.auth import AuthenticationConstants as Endpoints
 from botframework.connector.auth import CallerIdConstants
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage.retention import RetentionPolicy
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///ourcambridge.db"
 
@@ -57,8 +59,8 @@ class Settings(BaseSettings):
     # from an external scheduler instead).
     reminders_at: str = Field(default="08:00", validation_alias=AliasChoices("REMINDERS_AT"))
     # Every replica runs the schedules (weekly digests, morning reminders, the ideas
-    # call-out); turn them off to drive them from outside with `ourcambridge digest send`
-    # and `ourcambridge reminders run`.
+    # call-out, the retention purge); turn them off to drive them from outside with
+    # `ourcambridge digest send`, `ourcambridge reminders run` and `ourcambridge privacy purge`.
     scheduler_enabled: bool = Field(
         default=True, validation_alias=AliasChoices("SCHEDULER_ENABLED")
     )
@@ -86,6 +88,39 @@ class Settings(BaseSettings):
     # "text" for people reading a terminal, "json" (one object a line) for a log service.
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias=AliasChoices("LOG_FORMAT")
+    )
+
+    # --- Retention (storage/retention.py; docs/privacy.md gives the reason for each) ---
+    # Local time (TIMEZONE) of the daily purge, or "off" (then run `ourcambridge privacy
+    # purge` from an external scheduler instead).
+    retention_purge_at: str = Field(
+        default="03:30", validation_alias=AliasChoices("RETENTION_PURGE_AT")
+    )
+    # Sent and failed outbox messages. At least 8 days: the weekly jobs' dedupe keys must
+    # outlive their week, or a job run again could send the same message twice.
+    retention_outbox_days: int = Field(
+        default=30, ge=8, validation_alias=AliasChoices("RETENTION_OUTBOX_DAYS")
+    )
+    # Dialog state (a form in progress) not touched for this long.
+    retention_dialog_state_days: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("RETENTION_DIALOG_STATE_DAYS")
+    )
+    # A Making It Real session's feedback notes, and its finished actions' owners and
+    # reasons, this long after the session's date.
+    retention_session_notes_months: int = Field(
+        default=24, ge=1, validation_alias=AliasChoices("RETENTION_SESSION_NOTES_MONTHS")
+    )
+    # A closed idea's link to its submitter and supporters, this long after it closed.
+    retention_idea_people_years: int = Field(
+        default=2, ge=1, validation_alias=AliasChoices("RETENTION_IDEA_PEOPLE_YEARS")
+    )
+    # Staff (people the roster does not list) not seen for this long: their 1:1 chat
+    # references, and their row when nothing else refers to it.
+    retention_idle_staff_days: int = Field(
+        default=365, ge=30, validation_alias=AliasChoices("RETENTION_IDLE_STAFF_DAYS")
+    )
+    retention_audit_years: int = Field(
+        default=6, ge=1, validation_alias=AliasChoices("RETENTION_AUDIT_YEARS")
     )
 
     # --- The Teams app package (`ourcambridge manifest build`) ---
@@ -186,6 +221,36 @@ class Settings(BaseSettings):
     @property
     def reminder_time(self) -> time | None:
         return None if self.reminders_at == "off" else time.fromisoformat(self.reminders_at)
+
+    @field_validator("retention_purge_at")
+    @classmethod
+    def _purge_time(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "off":
+            try:
+                time.fromisoformat(value)
+            except ValueError as error:
+                raise ValueError(
+                    'RETENTION_PURGE_AT must be a time such as 03:30, or "off"'
+                ) from error
+        return value
+
+    @property
+    def purge_time(self) -> time | None:
+        if self.retention_purge_at == "off":
+            return None
+        return time.fromisoformat(self.retention_purge_at)
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            outbox=timedelta(days=self.retention_outbox_days),
+            dialog_state=timedelta(days=self.retention_dialog_state_days),
+            session_notes_months=self.retention_session_notes_months,
+            idea_people_years=self.retention_idea_people_years,
+            idle_staff=timedelta(days=self.retention_idle_staff_days),
+            audit_years=self.retention_audit_years,
+        )
 
     @property
     def authentication_enabled(self) -> bool:

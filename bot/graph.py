@@ -34,7 +34,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings
 from bot.connector import answer_json, error_code, retry_after_seconds
 from bot.identity import Identity, IdentityError, resource_of
-from storage import people
+from storage import audit, people
 from storage.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -410,6 +410,8 @@ async def install_for_change_makers(
     teams_app_id: str,
     tenant_id: str | None,
     concurrency: int = INSTALL_CONCURRENCY,
+    actor: str = "system",
+    actor_id: int | None = None,
 ) -> InstallReport:
     """Install the Teams app for every roster Change Maker the bot has no 1:1 chat with.
     Teams then sends the bot an installationUpdate for each, which stores the chat, so
@@ -418,10 +420,17 @@ async def install_for_change_makers(
 
     Raises GraphPermissionMissing (nothing more is tried) and AppNotInCatalogue, and
     IdentityError (no token); a person Graph stays unavailable for, or refuses, is counted
-    as failed."""
-    async with sessions() as session:
+    as failed. The run is written to the audit trail as it starts, by `actor`."""
+    async with transaction(sessions) as session:
         waiting = await people.change_makers_without_chat(session)
         address = await people.latest_address(session, tenant_id=tenant_id) if tenant_id else None
+        await audit.record(
+            session,
+            action="app.install",
+            actor_id=actor_id,
+            actor=actor,
+            detail={"change_makers_without_chat": len(waiting)},
+        )
     report = InstallReport()
     if not waiting:
         return report

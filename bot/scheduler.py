@@ -1,5 +1,5 @@
-"""The bot's schedules: each channel's weekly digest, the morning reminders and the weekly
-call-out of ideas waiting for triage.
+"""The bot's schedules: each channel's weekly digest, the morning reminders, the weekly
+call-out of ideas waiting for triage and the nightly retention purge.
 
 Every replica runs the same loop. Nothing is kept in memory between checks: a check works
 out, from the database and the clock, the latest time each job was due (croniter, in the
@@ -24,9 +24,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.background import guarded
 from bot.digests import queue_due_digests
 from bot.reminders import queue_reminders, queue_stale_ideas
-from storage import jobs
+from storage import jobs, retention
 from storage.db import transaction
 from storage.models import utcnow
+from storage.retention import RetentionPolicy
 from storage.schedules import daily_cron, is_missed, last_due
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ IDEAS_CALLOUT_JOB = "ideas-stale"
 # Monday 09:00: the ideas left in "new" for over five working days, called out in the
 # triage channel at the start of the working week.
 IDEAS_CALLOUT_CRON = "0 9 * * 1"
+PURGE_JOB = "retention-purge"
 
 
 @dataclass
@@ -44,6 +46,7 @@ class SchedulerRun:
     digests_queued: int = 0
     reminders_run: bool = False
     ideas_callout_run: bool = False
+    purge_run: bool = False
 
 
 class Scheduler:
@@ -53,12 +56,17 @@ class Scheduler:
         *,
         zone: tzinfo,
         reminders_at: time | None,
+        purge_at: time | None = None,
+        retention_policy: RetentionPolicy | None = None,
         queued: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._sessions = sessions
         self._zone = zone
         self._reminders_at = reminders_at
+        # The purge runs only with both a time and a policy.
+        self._purge_at = purge_at if retention_policy is not None else None
+        self._retention_policy = retention_policy
         self._queued = queued  # told when something was put in the outbox
         self._clock = clock
 
@@ -81,6 +89,10 @@ class Scheduler:
         run.ideas_callout_run = await self._once(
             IDEAS_CALLOUT_JOB, IDEAS_CALLOUT_CRON, now, self._ideas_callout
         )
+        if self._purge_at is not None:
+            run.purge_run = await self._once(
+                PURGE_JOB, daily_cron(self._purge_at), now, self._purge
+            )
         if run.digests_queued or run.reminders_run or run.ideas_callout_run:
             self._queued()
         return run
@@ -123,4 +135,16 @@ class Scheduler:
     async def _ideas_callout(self, due: datetime) -> None:
         await queue_stale_ideas(
             self._sessions, today=due.astimezone(self._zone).date(), zone=self._zone
+        )
+
+    async def _purge(self, _due: datetime) -> None:
+        assert self._retention_policy is not None
+        async with transaction(self._sessions) as session:
+            report = await retention.purge(
+                session, policy=self._retention_policy, now=self._clock(), dry_run=False
+            )
+        logger.info(
+            "Retention purge: %d records deleted or anonymised (%s)",
+            report.total,
+            ", ".join(f"{kind} {count}" for kind, count in report.counts.items() if count),
         )

@@ -71,17 +71,19 @@ class DigestSubscriptions:
         elif name == "subscribe":
             await self._subscribe(turn_context, caller)
         elif name == "unsubscribe":
-            await self._unsubscribe(turn_context)
+            await self._unsubscribe(turn_context, caller)
         elif name == "digest settings":
             await self._settings(turn_context)
 
-    async def on_action(self, turn_context: TurnContext, values: Mapping[str, Any]) -> None:
+    async def on_action(
+        self, turn_context: TurnContext, caller: Caller | None, values: Mapping[str, Any]
+    ) -> None:
         if not _in_channel(turn_context):
             await turn_context.send_activity(IN_A_CHANNEL)
         elif values["action"] == SAVE:
-            await self._on_save(turn_context, values)
+            await self._on_save(turn_context, caller, values)
         elif values["action"] == UNSUBSCRIBE:
-            await self._unsubscribe(turn_context)
+            await self._unsubscribe(turn_context, caller)
 
     # --- the commands -----------------------------------------------------------------------
 
@@ -135,13 +137,14 @@ class DigestSubscriptions:
             notice = f"This channel is already subscribed: the digest comes {when}."
         await self._send_card(turn_context, subscription, notice=notice)
 
-    async def _unsubscribe(self, turn_context: TurnContext) -> None:
+    async def _unsubscribe(self, turn_context: TurnContext, caller: Caller | None) -> None:
         async with transaction(self._sessions) as session:
             ended = await subscriptions.unsubscribe(
                 session,
                 conversation_id=_channel_id(turn_context),
                 now=utcnow(),
                 reason=subscriptions.UNSUBSCRIBED,
+                actor_id=caller.person_id if caller else None,
             )
         if ended:
             logger.info("A channel unsubscribed from the weekly digest")
@@ -166,7 +169,9 @@ class DigestSubscriptions:
 
     # --- the settings card ------------------------------------------------------------------
 
-    async def _on_save(self, turn_context: TurnContext, values: Mapping[str, Any]) -> None:
+    async def _on_save(
+        self, turn_context: TurnContext, caller: Caller | None, values: Mapping[str, Any]
+    ) -> None:
         channel_id = _channel_id(turn_context)
         schedule, entries, errors = subscriptions.check_schedule_form(values)
         if schedule is None:
@@ -185,6 +190,7 @@ class DigestSubscriptions:
                     weekday=schedule.weekday,
                     send_time=schedule.send_time,
                     now=utcnow(),
+                    actor_id=caller.person_id if caller else None,
                 )
         except subscriptions.NotSubscribed:
             await turn_context.send_activity(

@@ -90,6 +90,8 @@ MIGRATION_LOCK = 0x0C4B_0001
 SEED_LOCK = 0x0C4B_0002
 # Two roster imports at once would both create the same new people.
 ROSTER_LOCK = 0x0C4B_0003
+# Two erasures at once would both create the "Erased person" placeholder.
+PRIVACY_LOCK = 0x0C4B_0005
 
 
 async def hold_transaction_lock(session: AsyncSession, key: int) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import true, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import audit
 from storage.forms import as_text
 from storage.models import ConversationReference, MirAction, MirSession, Person, utcnow
 from storage.people import name_of, roles_of
@@ -405,6 +406,15 @@ async def cancel_session(
         mir_session.updated_at = utcnow()
         session.add(mir_session)
         await session.flush()
+        await audit.record(
+            session,
+            action="mir_session.status",
+            actor_id=change_maker_id,
+            actor="person",
+            subject=f"mir_session:{mir_session.id}",
+            detail={"from": "scheduled", "to": "cancelled"},
+            at=mir_session.updated_at,
+        )
     return session_view(mir_session, await session.get(Person, change_maker_id))
 
 
@@ -463,8 +473,10 @@ async def log_session(
         actions = await _actions_of_session(session, earlier.id or 0)
         views = [action_view(a, earlier, today=submission.held_on) for a in actions]
         return session_view(earlier, person), views, False
+    from_status = None
     if submission.scheduled_session_id is not None:
         mir_session = await _own_session(session, submission.scheduled_session_id, change_maker_id)
+        from_status = mir_session.status
         if mir_session.status != "scheduled":
             raise NotAllowed("only a scheduled session can be logged as held")
         # Claim it with one conditional UPDATE: of two presses of the same form racing (two
@@ -513,6 +525,15 @@ async def log_session(
     ]
     session.add_all(actions)
     await session.flush()
+    await audit.record(
+        session,
+        action="mir_session.status",
+        actor_id=change_maker_id,
+        actor="person",
+        subject=f"mir_session:{mir_session.id}",
+        detail={"from": from_status, "to": "held", "actions": len(actions)},
+        at=now,
+    )
     views = [action_view(a, mir_session, today=submission.held_on) for a in actions]
     return session_view(mir_session, person), views, True
 
@@ -588,11 +609,22 @@ async def set_action_status(
     if status == "dropped" and reason is None:
         raise ValueError("dropping an action needs a reason")
     (action,) = await _own_actions(session, [action_id], change_maker_id)
+    from_status = action.status
     action.status = status
     action.status_reason = reason if status == "dropped" else None
     action.updated_at = utcnow()
     session.add(action)
     await session.flush()
+    if from_status != status:
+        await audit.record(
+            session,
+            action="mir_action.status",
+            actor_id=change_maker_id,
+            actor="person",
+            subject=f"mir_action:{action.id}",
+            detail={"from": from_status, "to": status},
+            at=action.updated_at,
+        )
     return action_view(action, await _session_of(session, action), today=today)
 
 

@@ -406,3 +406,24 @@ class Setting(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=80)
     value: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_timestamp())
+
+
+class AuditEntry(SQLModel, table=True):
+    """One admin action or status change, for the audit trail (`ourcambridge audit list`).
+
+    Written in the same transaction as the change it records. It names what was done and to
+    what by ids only: `detail` holds counts and statuses, never names, emails or free text, so
+    the trail survives an erasure without keeping the person. `actor_id` has no foreign key:
+    an erased person's id stays in the trail, meaningless but harmless.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (PrimaryKeyConstraint("id", name="pk_audit_entry"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_timestamp(index=True))
+    action: str = Field(max_length=60, index=True)
+    actor: str = Field(max_length=20)  # "person", "cli" or "system"
+    actor_id: int | None = None
+    subject: str | None = Field(default=None, max_length=100)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

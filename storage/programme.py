@@ -14,8 +14,16 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import audit
 from storage.forms import as_text
-from storage.models import RAG_VALUES, DesignPrinciple, Project, ProjectUpdate, Workstream
+from storage.models import (
+    RAG_VALUES,
+    DesignPrinciple,
+    Person,
+    Project,
+    ProjectUpdate,
+    Workstream,
+)
 from storage.views import ProjectView, UpdateView, WorkstreamView
 
 MAX_UPDATE_LENGTH = 4000
@@ -259,23 +267,35 @@ async def add_update(
     ).first()
     if earlier is not None:
         return PostedUpdate(project=await get_project(session, slug=slug), created=False)
-    session.add(
-        ProjectUpdate(
-            project_id=project.id or 0,
-            month=month.replace(day=1),
-            text=text,
-            rag=rag,
-            author=author,
-            author_aad_id=author_aad_id,
-            source=source,
-        )
+    posted = ProjectUpdate(
+        project_id=project.id or 0,
+        month=month.replace(day=1),
+        text=text,
+        rag=rag,
+        author=author,
+        author_aad_id=author_aad_id,
+        source=source,
     )
+    session.add(posted)
     if project.current_status_month is None or month >= project.current_status_month:
         project.current_status = text
         project.current_status_month = month.replace(day=1)
         project.rag = rag
         session.add(project)
     await session.flush()
+    author_id = (
+        (await session.exec(select(Person.id).where(Person.aad_object_id == author_aad_id))).first()
+        if author_aad_id
+        else None
+    )
+    await audit.record(
+        session,
+        action="project.update",
+        actor_id=author_id,
+        actor="person" if author_aad_id else "system",
+        subject=f"project:{project.id}",
+        detail={"update": posted.id, "month": f"{posted.month:%Y-%m}", "rag": rag},
+    )
     return PostedUpdate(project=await get_project(session, slug=slug), created=True)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import audit
 from storage.db import ROSTER_LOCK, hold_transaction_lock, transaction
 from storage.models import ROLES, Person, utcnow
 
@@ -389,6 +390,20 @@ async def import_roster(
             .where(col(Person.in_roster), col(Person.email).not_in(sorted(in_file)))
         )
     ).one()
+    await audit.record(
+        session,
+        action="roster.import",
+        actor_id=None,
+        actor="cli",
+        detail={
+            "rows": len(rows),
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "not_in_file": report.not_in_file,
+        },
+        at=now,
+    )
     return report
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, delete, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import mir
+from storage import audit, mir
 from storage.forms import as_text
 from storage.models import ConversationReference, DigestSubscription, OutboxMessage
 
@@ -144,15 +144,29 @@ async def subscribe(
     subscription.updated_at = now
     session.add(subscription)
     await session.flush()
+    await audit.record(
+        session,
+        action="digest.subscribe",
+        actor_id=person_id,
+        actor="person" if person_id is not None else "system",
+        subject=f"subscription:{subscription.id}",
+        detail={"weekday": subscription.weekday, "send_time": subscription.send_time},
+        at=now,
+    )
     return subscription, True
 
 
 async def unsubscribe(
-    session: AsyncSession, *, conversation_id: str, now: datetime, reason: str = UNSUBSCRIBED
+    session: AsyncSession,
+    *,
+    conversation_id: str,
+    now: datetime,
+    reason: str = UNSUBSCRIBED,
+    actor_id: int | None = None,
 ) -> bool:
     """End the channel's subscription. False if it had none active."""
     ended = await end_for_conversation(
-        session, conversation_id=conversation_id, now=now, reason=reason
+        session, conversation_id=conversation_id, now=now, reason=reason, actor_id=actor_id
     )
     return ended > 0
 
@@ -164,6 +178,7 @@ async def change_schedule(
     weekday: int,
     send_time: str,
     now: datetime,
+    actor_id: int | None = None,
 ) -> DigestSubscription:
     """Set the day and time of the channel's digest. A time already past this week does
     not count as missed (schedule_changed_at), and a week's digest already sent is not sent
@@ -182,6 +197,15 @@ async def change_schedule(
         subscription.updated_at = now
         session.add(subscription)
         await session.flush()
+        await audit.record(
+            session,
+            action="digest.schedule",
+            actor_id=actor_id,
+            actor="person" if actor_id is not None else "system",
+            subject=f"subscription:{subscription.id}",
+            detail={"weekday": weekday, "send_time": send_time},
+            at=now,
+        )
     return subscription
 
 
@@ -213,7 +237,12 @@ async def end_for_team(session: AsyncSession, *, team_id: str, now: datetime, re
 
 
 async def end_for_conversation(
-    session: AsyncSession, *, conversation_id: str, now: datetime, reason: str
+    session: AsyncSession,
+    *,
+    conversation_id: str,
+    now: datetime,
+    reason: str,
+    actor_id: int | None = None,
 ) -> int:
     """End the channel's subscription if it is active; 1 if it was, else 0."""
     return await _end(
@@ -221,6 +250,7 @@ async def end_for_conversation(
         col(DigestSubscription.conversation_id) == conversation_id,
         now=now,
         reason=reason,
+        actor_id=actor_id,
     )
 
 
@@ -231,7 +261,12 @@ def digest_key(subscription_id: int, *, week: str) -> str:
 
 
 async def _end(
-    session: AsyncSession, condition: ColumnElement[bool], *, now: datetime, reason: str
+    session: AsyncSession,
+    condition: ColumnElement[bool],
+    *,
+    now: datetime,
+    reason: str,
+    actor_id: int | None = None,
 ) -> int:
     found = await session.exec(
         select(DigestSubscription.id).where(condition, col(DigestSubscription.active).is_(True))
@@ -256,6 +291,16 @@ async def _end(
                 ),
             )
             .values(status="failed", last_error=f"subscription ended: {reason}"[:200])
+        )
+        # The reasons are this module's own words (UNSUBSCRIBED, CHANNEL_DELETED...).
+        await audit.record(
+            session,
+            action="digest.end",
+            actor_id=actor_id,
+            actor="person" if actor_id is not None else "system",
+            subject=f"subscription:{subscription_id}",
+            detail={"cause": reason[:60]},
+            at=now,
         )
     return len(ending)
 

@@ -15,8 +15,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import scheduler
 from bot.digests import queue_digests_now, queue_due_digests
+from storage import audit, retention
 from storage.db import transaction
-from storage.models import DigestSubscription, JobRun, OutboxMessage
+from storage.models import BotState, DigestSubscription, JobRun, OutboxMessage
+from storage.retention import RetentionPolicy
 from storage.schedules import last_due, weekly_cron
 
 LONDON = ZoneInfo("Europe/London")
@@ -277,3 +279,71 @@ async def test_a_failed_run_gives_its_period_back(
     with pytest.raises(RuntimeError):
         await schedules.check()
     assert await _runs(fresh_sessions, scheduler.REMINDER_JOB) == [], "the next check runs it again"
+
+
+# --- the nightly retention purge ----------------------------------------------------------------
+
+PURGE_POLICY = RetentionPolicy(
+    outbox=timedelta(days=30),
+    dialog_state=timedelta(days=30),
+    session_notes_months=24,
+    idea_people_years=2,
+    idle_staff=timedelta(days=365),
+    audit_years=6,
+)
+
+
+async def _purge_entries(sessions: async_sessionmaker[AsyncSession]) -> list[datetime]:
+    async with sessions() as session:
+        entries = await audit.list_entries(session, action=retention.AUDIT_ACTION)
+    return sorted(entry.at for entry in entries)
+
+
+async def test_the_retention_purge_runs_once_a_night_at_its_local_time(
+    fresh_sessions: async_sessionmaker[AsyncSession], jobs: dict[str, list[Any]]
+) -> None:
+    async with transaction(fresh_sessions) as session:
+        session.add(BotState(key="stale", document="{}", etag="1", updated_at=_utc(2026, 5, 1)))
+    clock = {"now": _utc(2026, 6, 1, 3, 0)}  # 04:00 in London (summer time)
+    replicas = [
+        scheduler.Scheduler(
+            fresh_sessions,
+            zone=LONDON,
+            reminders_at=None,
+            purge_at=time(3, 30),
+            retention_policy=PURGE_POLICY,
+            clock=lambda: clock["now"],
+        )
+        for _ in range(2)
+    ]
+    assert [(await replica.check()).purge_run for replica in replicas] == [True, False]
+    async with fresh_sessions() as session:
+        assert await session.get(BotState, "stale") is None, "the purge itself ran"
+    # Every later check, on either replica, up to 03:29 the next night runs nothing more...
+    for moment in (_utc(2026, 6, 1, 3, 1), _utc(2026, 6, 1, 12), _utc(2026, 6, 2, 2, 29)):
+        clock["now"] = moment
+        for replica in replicas:
+            assert not (await replica.check()).purge_run
+    # ...and at 03:30 the next night one of them runs it again.
+    clock["now"] = _utc(2026, 6, 2, 2, 30)
+    assert [(await replica.check()).purge_run for replica in reversed(replicas)] == [True, False]
+    assert await _runs(fresh_sessions, scheduler.PURGE_JOB) == ["2026-06-01", "2026-06-02"]
+    assert await _purge_entries(fresh_sessions) == [
+        _utc(2026, 6, 1, 3, 0),
+        _utc(2026, 6, 2, 2, 30),
+    ]
+
+
+async def test_the_purge_can_be_turned_off(
+    fresh_sessions: async_sessionmaker[AsyncSession], jobs: dict[str, list[Any]]
+) -> None:
+    schedules = scheduler.Scheduler(
+        fresh_sessions,
+        zone=LONDON,
+        reminders_at=None,
+        purge_at=None,
+        retention_policy=PURGE_POLICY,
+        clock=lambda: _utc(2026, 6, 1, 12),
+    )
+    assert not (await schedules.check()).purge_run
+    assert await _purge_entries(fresh_sessions) == []
