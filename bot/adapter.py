@@ -48,8 +48,11 @@ logger = logging.getLogger(__name__)
 # Service URLs are a handful per cloud region; the bound only matters if authentication is
 # off and anyone may name one.
 MAX_CACHED_CLIENTS = 64
-# msrest's connection settings for the Bot Connector: 100 s to connect and to read.
-SEND_TIMEOUT = aiohttp.ClientTimeout(sock_connect=100, sock_read=100)
+# How long one reply (or card update) to the Bot Connector may take, connecting included.
+# Not msrest's 100 s to connect and 100 s to read: Teams stops waiting for the bot's answer
+# to an activity after 15 s, and a connector that hangs must not hold the turn (and the HTTP
+# request Teams made) open longer than that.
+REPLY_TIMEOUT_SECONDS = 10.0
 # msrest (urllib3 2.x) retries a request that never connected 3 times, waiting 0, 1.6 and
 # 3.2 s; a PUT also on 408 and 5xx but 501/505 (honouring a 503's Retry-After). A POST is not
 # retried once sent: a reply is not posted twice.
@@ -59,10 +62,15 @@ OPENID_TIMEOUT_SECONDS = 10.0
 
 
 class ReplyFailed(Exception):
-    """The Bot Connector refused a reply or update (msrest raises ErrorResponseException)."""
+    """The Bot Connector refused a reply or update (msrest raises ErrorResponseException),
+    or gave no answer: `status` None, and `code` says what happened instead."""
 
-    def __init__(self, status: int, code: str = "") -> None:
-        super().__init__(f"Operation returned an invalid status code {status} {code}".strip())
+    def __init__(self, status: int | None, code: str = "") -> None:
+        super().__init__(
+            f"Operation returned an invalid status code {status} {code}".strip()
+            if status is not None
+            else f"The Bot Connector gave no answer: {code}"
+        )
         self.status = status
         self.code = code
 
@@ -158,9 +166,15 @@ class FastCloudAdapter(CloudAdapter):
     """CloudAdapter whose turn replies and updates go over a pooled aiohttp session rather
     than msrest's `requests` in the six-thread default executor."""
 
-    def __init__(self, authentication: CachingBotFrameworkAuthentication) -> None:
+    def __init__(
+        self,
+        authentication: CachingBotFrameworkAuthentication,
+        *,
+        reply_timeout: float = REPLY_TIMEOUT_SECONDS,
+    ) -> None:
         super().__init__(authentication)
         self._http: aiohttp.ClientSession | None = None
+        self.reply_timeout = reply_timeout
 
     async def send_activities(
         self, context: TurnContext, activities: list[Activity]
@@ -241,9 +255,17 @@ class FastCloudAdapter(CloudAdapter):
                         raise ReplyFailed(answer.status, error_code(await answer_json(answer)))
                     if answer.status == 503:
                         retry_after = answer.headers.get("Retry-After")
-            except aiohttp.ClientConnectorError:  # never connected: nothing was sent
+            except aiohttp.ClientConnectorError as error:  # never connected: nothing was sent
                 if wait is None:
-                    raise
+                    raise ReplyFailed(
+                        None, f"could not connect ({type(error).__name__})"
+                    ) from error
+            except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors too
+                # Not retried: a request that timed out may have been posted. Raised as
+                # ReplyFailed, not as a TimeoutError, which would read as the database's.
+                raise ReplyFailed(None, f"no answer within {self.reply_timeout:g} s") from error
+            except aiohttp.ClientError as error:  # the connection dropped after sending
+                raise ReplyFailed(None, type(error).__name__) from error
             logger.info("Retrying a %s to the Bot Connector (attempt %d)", method, attempt + 2)
             delay = retry_after_seconds(retry_after)
             await asyncio.sleep(wait if delay is None else delay)
@@ -254,7 +276,8 @@ class FastCloudAdapter(CloudAdapter):
         # for every reply instead of a connection per turn.
         if self._http is None or self._http.closed:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100), timeout=SEND_TIMEOUT
+                connector=aiohttp.TCPConnector(limit=100),
+                timeout=aiohttp.ClientTimeout(total=self.reply_timeout),
             )
         return self._http
 

@@ -8,13 +8,14 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from botbuilder.core import ConversationState, InvokeResponse, TurnContext
+from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.schema import Activity
 from botframework.connector.auth import (
     AppCredentials,
@@ -36,12 +37,13 @@ from bot.logs import TurnLog, request_ids
 from bot.proactive import DeliveryPolicy, OutboxWorker
 from bot.replies import UNAVAILABLE_TEXT, reply_to_failed_turn
 from bot.scheduler import Scheduler
-from bot.state_storage import SqlStorage
+from bot.state_storage import SqlConversationState, SqlStorage
 from dialogs.ideas import record_triage_post
 from storage import activities, subscriptions
 from storage.db import create_engine, is_unavailable, ping, session_factory, transaction
 from storage.models import utcnow
 from storage.ratelimit import TEAMS_LIMITS, Window
+from storage.retention import PROCESSED_ACTIVITY_KEEP
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +57,14 @@ IDENTITY = web.AppKey("identity", Identity)
 
 # Teams activities are a few kilobytes; anything near this is not one.
 MAX_BODY_BYTES = 512 * 1024
+# Activities nest a few levels (a card's submitted data perhaps ten); a body nested far
+# deeper is refused before anything recurses through it.
+MAX_JSON_DEPTH = 64
+# json.loads pairs surrogates that make a character: any left in a string is alone.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 READY_TIMEOUT_SECONDS = 3
 TOKEN_RENEWAL_SECONDS = 60
 CONNECTOR_SCOPE = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
-PROCESSED_ACTIVITY_RETENTION = timedelta(days=2)
 
 
 def create_app(
@@ -71,7 +77,7 @@ def create_app(
     (`credentials_factory`) or point MSAL at a local fake Entra ID (`msal_http_client`)."""
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    conversation_state = ConversationState(SqlStorage(sessions))
+    conversation_state = SqlConversationState(SqlStorage(sessions))
     identity = build_identity(settings, http_client=msal_http_client)
     renewed: Identity | None = None  # the identity that signs replies, kept fresh below
     if credentials_factory is None and identity is not None:
@@ -248,10 +254,22 @@ async def _answer_activity(request: web.Request, turn: TurnLog) -> web.Response:
     if request.content_type != "application/json":
         return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the activity as application/json.")
     try:
+        text = await request.text()
+    except LookupError:
+        # A charset Python does not know ("application/json; charset=x"): was a 500.
+        return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the activity as UTF-8 JSON.")
+    except UnicodeDecodeError:
+        return _problem(HTTPStatus.BAD_REQUEST, "The body is not valid JSON.")
+    try:
         # NUL cannot be stored in PostgreSQL text and is never meant: drop it from every
-        # string, so a form holding one is checked like any other rather than failing.
-        body = _without_nul(json.loads(await request.text()))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # string, so a form holding one is checked like any other rather than failing. A
+        # lone surrogate ("\ud800" is valid JSON) cannot be encoded as UTF-8 by any database
+        # or reply: it becomes U+FFFD, as an undecodable byte would (was a failed turn).
+        body = _without_nul(json.loads(text))
+    except (ValueError, RecursionError):
+        # Not JSON (JSONDecodeError), nested deeper than MAX_JSON_DEPTH, or an integer of
+        # more digits than Python converts (ValueError); nested so deep that the parser ran
+        # out of stack (RecursionError). The last two were 500s.
         return _problem(HTTPStatus.BAD_REQUEST, "The body is not valid JSON.")
     if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
         return _problem(HTTPStatus.BAD_REQUEST, "The body is not an activity: it has no type.")
@@ -264,6 +282,15 @@ async def _answer_activity(request: web.Request, turn: TurnLog) -> web.Response:
     turn.activity = activity
     if not activity.service_url or not activity.conversation or not activity.conversation.id:
         return _problem(HTTPStatus.BAD_REQUEST, "The activity has no serviceUrl or conversation.")
+    if not activity.conversation.id.isprintable():
+        # Teams' conversation ids are printable ASCII; the id goes into a header of every
+        # reply, where a control character is refused (aiohttp: header injection).
+        return _problem(HTTPStatus.BAD_REQUEST, "The activity's conversation id is not valid.")
+    if not activity.recipient or not activity.recipient.id or not activity.channel_id:
+        # Every activity Teams sends names its channel ("msteams") and the bot as recipient;
+        # botbuilder reads both unchecked (the dialog state's key, the mention stripping):
+        # without them a turn failed.
+        return _problem(HTTPStatus.BAD_REQUEST, "The activity has no channelId or recipient.")
 
     adapter = request.app[ADAPTER]
     try:
@@ -302,14 +329,21 @@ def _invoke_response(invoke_response: InvokeResponse | None) -> web.Response:
         return _problem(HTTPStatus.BAD_REQUEST, "The invoke could not be answered.")
 
 
-def _without_nul(value: Any) -> Any:
-    """The parsed JSON `value` with NUL characters removed from every string in it."""
+def _without_nul(value: Any, depth: int = 0) -> Any:
+    """The parsed JSON `value` with NUL characters removed from every string in it, and
+    lone surrogates replaced by U+FFFD. ValueError if it nests deeper than MAX_JSON_DEPTH."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError("JSON nested too deeply")
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        value = value.replace("\x00", "")
+        return value if value.isascii() else _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_without_nul(item) for item in value]
+        return [_without_nul(item, depth + 1) for item in value]
     if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+        return {
+            _without_nul(key, depth + 1): _without_nul(item, depth + 1)
+            for key, item in value.items()
+        }
     return value
 
 
@@ -341,6 +375,8 @@ async def _background_work(app: web.Application) -> AsyncIterator[None]:
         session_factory(app[ENGINE]),
         zone=settings.zone,
         reminders_at=settings.reminder_time,
+        purge_at=settings.purge_time,
+        retention_policy=settings.retention_policy,
         queued=app[OUTBOX].kick,
     )
     loops = [app[OUTBOX].run_forever()]
@@ -368,7 +404,7 @@ async def _prune_processed_activities(app: web.Application) -> AsyncIterator[Non
             try:
                 async with transaction(sessions) as session:
                     await activities.forget_processed_before(
-                        session, cutoff=utcnow() - PROCESSED_ACTIVITY_RETENTION
+                        session, cutoff=utcnow() - PROCESSED_ACTIVITY_KEEP
                     )
             except Exception as error:
                 if not is_unavailable(error):

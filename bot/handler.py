@@ -51,7 +51,7 @@ from bot.graph import (
     install_for_change_makers,
 )
 from bot.identity import IdentityError
-from bot.logs import note_command
+from bot.logs import identifier, note_command
 from bot.teams_people import (
     identify_caller,
     remember_channel,
@@ -213,8 +213,10 @@ class OurCambridgeBot(TeamsActivityHandler):
             return
         caller = await self._identify(turn_context)
         await self._remember_conversation(turn_context, caller)
-        dialog_context = await self._dialogs.create_context(turn_context)
         if isinstance(values.get("action"), str):
+            # The Making It Real, ideas and digest forms keep no dialog state (their cards
+            # carry it), so these turns neither read nor save any: a press racing another
+            # turn of the chat cannot overwrite that turn's dialog.
             if values["action"] in making_it_real.ACTIONS and caller is not None:
                 await self._mir.on_action(turn_context, caller, values)
                 return
@@ -222,10 +224,11 @@ class OurCambridgeBot(TeamsActivityHandler):
                 await self._ideas.on_action(turn_context, caller, values)
                 return
             if values["action"] in digest_dialogs.ACTIONS:
-                await self._digest.on_action(turn_context, values)
+                await self._digest.on_action(turn_context, caller, values)
                 return
-            await self._on_card_action(dialog_context, values)
+            await self._on_card_action(await self._dialogs.create_context(turn_context), values)
             return
+        dialog_context = await self._dialogs.create_context(turn_context)
         text = TurnContext.remove_recipient_mention(activity) if activity.text else ""
         if not (text or "").strip() and isinstance(values.get("command"), str):
             text = values["command"]
@@ -323,7 +326,7 @@ class OurCambridgeBot(TeamsActivityHandler):
             else:
                 await dialog_context.context.send_activity("OK, no update posted.")
         else:
-            logger.info("Unknown card action %r", action)
+            logger.info("Unknown card action %r", identifier(action))
             await dialog_context.context.send_activity(
                 MessageFactory.text(
                     "That button belongs to an older version of this card. "
@@ -418,7 +421,7 @@ class OurCambridgeBot(TeamsActivityHandler):
         chat. Errors are logged, never raised: nobody awaits this task."""
         try:
             await started.wait()
-            answer = await self._install_result(graph, tenant_id)
+            answer = await self._install_result(graph, tenant_id, caller)
             async with transaction(self._sessions) as session:
                 conversation_id = await outbox.personal_conversation_id(
                     session, person_id=caller.person_id
@@ -441,7 +444,9 @@ class OurCambridgeBot(TeamsActivityHandler):
         except Exception:
             logger.exception("Installing the app for Change Makers stopped with an error")
 
-    async def _install_result(self, graph: GraphClient, tenant_id: str | None) -> str:
+    async def _install_result(
+        self, graph: GraphClient, tenant_id: str | None, caller: Caller
+    ) -> str:
         """What the admin is told once the installs are done."""
         try:
             report = await install_for_change_makers(
@@ -449,6 +454,8 @@ class OurCambridgeBot(TeamsActivityHandler):
                 self._sessions,
                 teams_app_id=self._settings.manifest_app_id,
                 tenant_id=tenant_id,
+                actor="person",
+                actor_id=caller.person_id,
             )
         except (GraphPermissionMissing, AppNotInCatalogue) as error:
             # The council's set-up, not a passing fault: an administrator must act.
@@ -557,6 +564,15 @@ class OurCambridgeBot(TeamsActivityHandler):
             await outbox.forget_conversation(
                 session, conversation_id=turn_context.activity.conversation.id
             )
+
+    async def on_teams_members_added_dispatch(
+        self, members_added: list[ChannelAccount], team_info: Any, turn_context: TurnContext
+    ) -> None:
+        # Not the SDK's: it looks every added person up in Teams (GET .../members/{id}) and
+        # fails the whole turn when one is not found (a person who left again; only
+        # ConversationNotFound is forgiven), so the bot's own addition in the same update
+        # would be lost. The bot only asks whether it was added itself: the ids suffice.
+        await self.on_teams_members_added(list(members_added or []), team_info, turn_context)
 
     async def on_teams_members_added(
         self, teams_members_added: list[ChannelAccount], team_info: Any, turn_context: TurnContext
@@ -731,20 +747,27 @@ class OurCambridgeBot(TeamsActivityHandler):
             # The SDK answers these with an error that cannot be serialised (a 500).
             logger.info("Refused an adaptiveCard/action invoke that is not an Action.Execute")
             return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST))
-        if value is not None and not isinstance(value, dict):
-            # Every invoke Teams sends carries an object; anything else is a malformed
-            # request, and the SDK would fail deserialising it (a 500).
+        if (value is not None and not isinstance(value, dict)) or (
+            value is None and turn_context.activity.name == "composeExtension/query"
+        ):
+            # Every invoke Teams sends carries an object (a search always has its query);
+            # anything else is a malformed request, and the SDK would fail deserialising it
+            # or hand the handler a query of None (a 500).
             logger.info(
-                "Refused a %r invoke whose value is not an object", turn_context.activity.name
+                "Refused a %r invoke whose value is not an object",
+                identifier(turn_context.activity.name),
             )
             return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST))
         try:
             response = await super().on_invoke_activity(turn_context)
         except DeserializationError:
-            logger.info("Refused a %r invoke with wrongly typed fields", turn_context.activity.name)
+            logger.info(
+                "Refused a %r invoke with wrongly typed fields",
+                identifier(turn_context.activity.name),
+            )
             return InvokeResponse(status=int(HTTPStatus.BAD_REQUEST))
         if response is not None and response.status == 501:
-            logger.warning("Unknown invoke %r", turn_context.activity.name)
+            logger.warning("Unknown invoke %r", identifier(turn_context.activity.name))
         return response
 
     # --- helpers --------------------------------------------------------------------

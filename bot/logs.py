@@ -274,7 +274,7 @@ class TurnLog:
 
     def done(self, status: int) -> None:
         duration_ms = round((perf_counter() - self.started) * 1000)
-        activity_type = _identifier(self.activity.type) if self.activity else None
+        activity_type = identifier(self.activity.type) if self.activity else None
         command = command_name(self.activity) if self.activity else None
         logger.info(
             "%s%s answered %d in %d ms",
@@ -301,14 +301,16 @@ def command_name(activity: Activity) -> str | None:
     """What a turn asked for, fit for a log: a card button's action, an invoke's name, or the
     command the handler noted."""
     if activity.type == "invoke":
-        return _identifier(activity.name)
+        return identifier(activity.name)
     if activity.type != "message":
         return None
     value = activity.value if isinstance(activity.value, dict) else {}
     if isinstance(value.get("action"), str):
-        return f"card {_identifier(value['action'])}"
+        return f"card {identifier(value['action'])}"
     return _turn_command.get()
 
 
-def _identifier(value: Any) -> str:
+def identifier(value: Any) -> str:
+    """`value` if it looks like one of the bot's own identifiers (a card action, an invoke's
+    name), else "other": a forged one may hold anything a person typed."""
     return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else "other"

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from botbuilder.core import ConversationState, InvokeResponse, MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
+from bot.adapter import ReplyFailed
 from storage.db import is_unavailable
 from storage.state import StateConflict
 
@@ -29,6 +30,17 @@ async def reply_to_failed_turn(
 ) -> None:
     """Log the failure, tell the person something useful, and drop broken dialog state."""
     activity = turn_context.activity
+    if isinstance(error, ReplyFailed) and activity.type != "invoke":
+        # Teams' connector refused the turn's reply (a 5xx, say) or never answered it. Saying
+        # so would go the same way (and a hang would hold Teams' request open twice as long),
+        # and the reply is not tried again (it may have been posted): the turn ends here and
+        # Teams gets its 201, as the activity was handled. The dialog state is not broken,
+        # so it is kept: this turn's changes were not saved, and the person can simply say
+        # it again. The status and code are logged, never the reply (it may name people).
+        logger.warning(
+            "The reply to a %s turn was not delivered: %s", activity.type, _delivery(error)
+        )
+        return
     if is_unavailable(error):
         logger.warning(
             "Database unavailable during %s turn: %s", activity.type, type(error).__name__
@@ -42,9 +54,12 @@ async def reply_to_failed_turn(
     else:
         logger.exception("Unhandled error in %s turn", activity.type, exc_info=error)
         text = FAILED_TEXT
-        # State that made a turn fail would make the next one fail too.
+        # State that made a turn fail would make the next one fail too. Only state this turn
+        # loaded can have (BotState.delete raises KeyError for a turn that loaded none, such
+        # as a conversation update).
         try:
-            await conversation_state.delete(turn_context)
+            if conversation_state.get_cached_state(turn_context) is not None:
+                await conversation_state.delete(turn_context)
         except Exception:
             logger.warning("Could not clear conversation state after an error", exc_info=True)
     if activity.type == "invoke":
@@ -63,3 +78,7 @@ async def reply_to_failed_turn(
         await turn_context.send_activity(MessageFactory.text(text))
     except Exception:
         logger.warning("Could not send the error reply", exc_info=True)
+
+
+def _delivery(error: ReplyFailed) -> str:
+    return f"HTTP {error.status} {error.code}".strip() if error.status else error.code

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from botbuilder.core import Storage, StoreItem
+from botbuilder.core import ConversationState, Storage, StoreItem, TurnContext
 from jsonpickle.pickler import Pickler
 from jsonpickle.unpickler import Unpickler
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -17,7 +17,7 @@ from storage import state
 from storage.db import transaction
 from storage.state import StateConflict
 
-__all__ = ["SqlStorage", "StateConflict"]
+__all__ = ["SqlConversationState", "SqlStorage", "StateConflict"]
 
 ETAG = "e_tag"
 
@@ -70,6 +70,25 @@ class SqlStorage(Storage):
             return
         async with transaction(self._sessions) as session:
             await state.delete_documents(session, keys=wanted)
+
+
+class SqlConversationState(ConversationState):
+    """botbuilder's ConversationState, but a conversation's first save is conditional too.
+
+    botbuilder keeps no e-tag for state it found missing, so the first save of a
+    conversation was an unconditional write: of two first turns at once (a question asked
+    while a form was opened), the one saving second silently replaced the other's dialog.
+    Here state found missing carries the e-tag ABSENT, which SqlStorage writes only if the
+    row is still missing; otherwise the turn fails with StateConflict and the person is asked
+    to repeat it (bot/replies.py), as on any later turn."""
+
+    async def load(self, turn_context: TurnContext, force: bool = False) -> None:
+        await super().load(turn_context, force)
+        cached = self.get_cached_state(turn_context)
+        if cached is not None and ETAG not in cached.state:
+            cached.state[ETAG] = state.ABSENT
+            # Not a change: a turn that leaves the state alone still writes nothing.
+            cached.hash = cached.compute_hash(cached.state)
 
 
 def _flatten(item: Any) -> str:

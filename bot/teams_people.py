@@ -17,6 +17,7 @@ from botbuilder.schema import (
     ConversationParameters,
     ConversationReference,
 )
+from msrest.exceptions import HttpOperationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -253,8 +254,14 @@ async def team_channel_ids(turn_context: TurnContext, team_id: str) -> list[str]
         # because the turn waits for it.
         async with asyncio.timeout(CHANNEL_LOOKUP_SECONDS):
             listing = await asyncio.to_thread(client.teams.get_teams_channels, team_id)
-    except Exception:
-        logger.warning("Could not list a team's channels; kept its General channel", exc_info=True)
+    except Exception as error:
+        # Teams refusing (a team the bot is not in) or not answering in time happens, and the
+        # General channel still works: the kind of failure is logged, not a traceback.
+        logger.warning(
+            "Could not list a team's channels (%s%s); kept its General channel",
+            type(error).__name__,
+            f" {error.response.status_code}" if isinstance(error, HttpOperationError) else "",
+        )
         return [team_id]
     found = [channel.id for channel in listing.conversations or [] if channel.id]
     return [team_id, *found]

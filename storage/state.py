@@ -21,6 +21,11 @@ from storage.models import BotState, utcnow
 
 # botbuilder's convention: no e-tag, or the wildcard, means "write whatever is there".
 UNCONDITIONAL: tuple[str | None, ...] = (None, "*")
+# The e-tag of a document its reader found missing (bot/state_storage.py gives it to a
+# conversation's state on its first turn): write it only if nobody has created it since.
+# Without it, two first turns of a conversation both wrote unconditionally and the one that
+# saved second silently replaced the other's dialog (a question asked, then forgotten).
+ABSENT = "absent"
 
 
 class StateConflict(Exception):
@@ -50,16 +55,35 @@ async def write_document(
 ) -> str:
     """Store `document` under `key` and return its new e-tag.
 
-    `expected_etag` None or "*" writes unconditionally (creating the row if need be). Any
-    other value replaces only the version that carried that e-tag: if the row was changed or
-    deleted meanwhile, StateConflict is raised and nothing is written. (A deleted row is a
-    conflict too: recreating it would silently undo the other writer's delete.)
+    `expected_etag` None or "*" writes unconditionally (creating the row if need be); ABSENT
+    creates the row only if there is none. Any other value replaces only the version that
+    carried that e-tag: if the row was changed or deleted meanwhile, StateConflict is raised
+    and nothing is written. (A deleted row is a conflict too: recreating it would silently
+    undo the other writer's delete.) An ABSENT write that finds the very document it would
+    create is not a conflict: nothing the other writer saved is lost, and the stored e-tag is
+    returned.
     """
     new_etag = uuid.uuid4().hex
     now = utcnow()
     if expected_etag in UNCONDITIONAL:
         await session.exec(_upsert(session, key=key, document=document, etag=new_etag, now=now))
         return new_etag
+    if expected_etag == ABSENT:
+        created = await session.exec(
+            _insert(session, key=key, document=document, etag=new_etag, now=now)
+        )
+        if created.rowcount == 1:
+            return new_etag
+        # Several first turns of a chat (four idea forms asked for at once, say) all save the
+        # same empty dialog state: only a different document means a turn's input was lost.
+        stored = (
+            await session.exec(
+                select(BotState.document, BotState.etag).where(col(BotState.key) == key)
+            )
+        ).first()
+        if stored is not None and stored[0] == document:
+            return stored[1]
+        raise StateConflict(key)
     # One conditional statement, so the check and the write are atomic: PostgreSQL re-checks
     # the WHERE after waiting for a concurrent writer's row lock, SQLite serialises writers.
     result = await session.exec(
@@ -77,6 +101,17 @@ async def delete_documents(session: AsyncSession, *, keys: Iterable[str]) -> Non
     wanted = list(keys)
     if wanted:
         await session.exec(delete(BotState).where(col(BotState.key).in_(wanted)))
+
+
+def _insert(session: AsyncSession, *, key: str, document: str, etag: str, now: datetime) -> Any:
+    """INSERT ... ON CONFLICT (key) DO NOTHING: its row count says whether it was created."""
+    values = {"key": key, "document": document, "etag": etag, "updated_at": now}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(BotState).values(values).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(BotState).values(values).on_conflict_do_nothing()
+    raise NotImplementedError(f"No race-safe insert for the {dialect!r} dialect")
 
 
 def _upsert(session: AsyncSession, *, key: str, document: str, etag: str, now: datetime) -> Any:

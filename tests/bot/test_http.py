@@ -64,6 +64,30 @@ async def test_wrongly_typed_fields_are_400_not_500(client: TeamsClient) -> None
     assert reply.status == 400
 
 
+async def test_an_activity_without_a_recipient_or_channel_is_400_and_nothing_is_sent(
+    client: TeamsClient,
+) -> None:
+    # Found by the fuzz (tests/fuzz): botbuilder read the missing field and failed the turn.
+    for recipient in (None, {"name": "Our Cambridge"}):
+        reply = await client.post(client.activity(text="help", recipient=recipient))
+        assert reply.status == 400
+        assert reply.sent == []
+    for channel_id in (None, ""):
+        reply = await client.post(client.activity(text="help", channelId=channel_id))
+        assert reply.status == 400
+        assert reply.sent == []
+
+
+async def test_a_conversation_id_with_control_characters_is_400(client: TeamsClient) -> None:
+    # Found by the fuzz: the id goes into a header of the reply, where aiohttp refuses it.
+    for conversation_id in ("a:chat\r\nX-Injected: 1", "19:x\t@thread.tacv2", "a:\x13"):
+        activity = client.activity(text="help")
+        activity["conversation"] = activity["conversation"] | {"id": conversation_id}
+        reply = await client.post(activity)
+        assert reply.status == 400
+        assert reply.sent == []
+
+
 async def test_unknown_invoke_is_501(client: TeamsClient) -> None:
     reply = await client.invoke("someExtension/unknownThing", {"x": 1})
     assert reply.status == 501
@@ -78,6 +102,7 @@ async def test_unknown_invoke_is_501(client: TeamsClient) -> None:
         42,
         {"parameters": "not a list"},
         {"queryOptions": "fifty"},
+        None,  # found by the fuzz: the SDK handed the handler no query at all
     ],
 )
 async def test_malformed_search_invoke_is_4xx_not_5xx(client: TeamsClient, value: Any) -> None:

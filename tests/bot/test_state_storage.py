@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.state_storage import SqlStorage, StateConflict
 from storage.db import create_engine, session_factory
 from storage.models import BotState
+from storage.state import ABSENT
 
 
 @pytest.fixture
@@ -103,6 +104,27 @@ async def test_of_concurrent_writers_with_one_etag_exactly_one_wins(storage: Sql
 async def test_concurrent_first_writes_of_a_key_do_not_collide(storage: SqlStorage) -> None:
     await asyncio.gather(*(storage.write({"fresh": {"n": n}}) for n in range(8)))
     assert (await storage.read(["fresh"]))["fresh"]["n"] in range(8)
+
+
+async def test_a_first_save_creates_the_document_only_if_it_is_still_missing(
+    storage: SqlStorage,
+) -> None:
+    """The e-tag ABSENT (a conversation's state read as missing): of concurrent first saves
+    with different documents exactly one wins; one with the very document stored is no
+    conflict (nothing is lost by it) and learns the stored e-tag."""
+    outcomes = await asyncio.gather(
+        *(storage.write({"first": {"n": n, "e_tag": ABSENT}}) for n in range(4)),
+        return_exceptions=True,
+    )
+    winners = [n for n, outcome in enumerate(outcomes) if outcome is None]
+    assert len(winners) == 1
+    assert all(isinstance(o, StateConflict) for o in outcomes if o is not None)
+    stored = (await storage.read(["first"]))["first"]
+    assert stored["n"] == winners[0]
+
+    same = {"n": winners[0], "e_tag": ABSENT}
+    await storage.write({"first": same})
+    assert same["e_tag"] == stored["e_tag"], "given the stored e-tag, for the next save"
 
 
 async def test_a_write_with_an_etag_does_not_recreate_a_deleted_document(

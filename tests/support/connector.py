@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,9 @@ class FakeConnector:
     # Seconds to wait before answering a sent activity (given its JSON): lets a test hold one
     # turn's reply back while another turn of the same conversation runs.
     delay: Callable[[dict[str, Any]], float] | None = None
+    # Awaited before answering a sent activity (given its JSON): holds a reply until the test
+    # says so (another turn has finished, say), whatever the machine's speed.
+    hold: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     # An HTTP status (and Retry-After seconds) to answer instead of accepting the activity.
     refuse: Callable[[dict[str, Any]], tuple[int, float | None] | None] | None = None
 
@@ -90,6 +93,8 @@ class FakeConnector:
         activity = await request.json()
         if self.delay is not None:
             await asyncio.sleep(self.delay(activity))
+        if self.hold is not None:
+            await self.hold(activity)
         refusal = self.refuse(activity) if self.refuse is not None else None
         if refusal is not None:
             status, retry_after = refusal
