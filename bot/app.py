@@ -258,7 +258,9 @@ async def _answer_activity(request: web.Request, turn: TurnLog) -> web.Response:
     except LookupError:
         # A charset Python does not know ("application/json; charset=x"): was a 500.
         return _problem(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Send the activity as UTF-8 JSON.")
-    except UnicodeDecodeError:
+    except UnicodeError:
+        # Bytes the charset cannot decode (UnicodeDecodeError), or a codec's own complaint
+        # ("charset=idna" raises a plain UnicodeError): was a 500.
         return _problem(HTTPStatus.BAD_REQUEST, "The body is not valid JSON.")
     try:
         # NUL cannot be stored in PostgreSQL text and is never meant: drop it from every

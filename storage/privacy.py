@@ -57,6 +57,7 @@ backups, which age out on their own schedule.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -441,15 +442,22 @@ async def erase_person(session: AsyncSession, email: str, *, now: datetime) -> E
         ),
     )
     if person.name:
-        report.add(
-            "other_actions_owner_cleared",
-            await _count(
-                session,
+        # Compared here, not with SQL lower(): SQLite's folds ASCII letters only, so "Zoë"
+        # would be missed there and found on PostgreSQL.
+        wanted = person.name.strip().casefold()
+        owned = (
+            await session.exec(
+                select(MirAction.id, MirAction.owner).where(col(MirAction.owner).is_not(None))
+            )
+        ).all()
+        named = [id_ for id_, owner in owned if (owner or "").strip().casefold() == wanted]
+        if named:
+            await session.exec(
                 update(MirAction)
-                .where(func.lower(MirAction.owner) == person.name.strip().lower())
-                .values(owner=None, updated_at=now),
-            ),
-        )
+                .where(col(MirAction.id).in_(named))
+                .values(owner=None, updated_at=now)
+            )
+        report.add("other_actions_owner_cleared", len(named))
 
     updates = await _their_updates(session, person)
     for posted in updates:
@@ -543,19 +551,26 @@ async def plan_erasure(session: AsyncSession, email: str, *, now: datetime) -> E
 # --- what is theirs -------------------------------------------------------------------------
 
 
-def _needles(person: Person) -> list[str]:
-    """The values that identify the person in free-form JSON, folded for comparison."""
-    values = [person.email, person.aad_object_id, person.teams_id]
+def _needles(person: Person) -> list[re.Pattern[str]]:
+    """What identifies the person in free-form JSON, as patterns over case-folded text: their
+    email and account ids anywhere, their name as whole words only (a name such as "Mark"
+    must not match "market" in someone else's message)."""
+    patterns = [
+        re.compile(re.escape(value.casefold()))
+        for value in (person.email, person.aad_object_id, person.teams_id)
+        if value
+    ]
     if person.name and len(person.name.strip()) >= MIN_NAME_LENGTH:
-        values.append(person.name.strip())
-    return [value.casefold() for value in values if value]
+        name = re.escape(person.name.strip().casefold())
+        patterns.append(re.compile(rf"(?<!\w){name}(?!\w)"))
+    return patterns
 
 
-def _mentions(value: Any, needles: Sequence[str]) -> bool:
+def _mentions(value: Any, needles: Sequence[re.Pattern[str]]) -> bool:
     """Whether a JSON value holds any of the needles in one of its strings."""
     if isinstance(value, str):
         folded = value.casefold()
-        return any(needle in folded for needle in needles)
+        return any(needle.search(folded) for needle in needles)
     if isinstance(value, dict):
         return any(
             _mentions(key, needles) or _mentions(item, needles) for key, item in value.items()
@@ -603,9 +618,12 @@ async def _their_updates(session: AsyncSession, person: Person) -> list[ProjectU
     if person.aad_object_id:
         conditions.append(col(ProjectUpdate.author_aad_id) == person.aad_object_id)
     if person.name:
+        # By name only where the update records no Azure AD object id: a namesake's updates
+        # carry their own.
         conditions.append(
             (col(ProjectUpdate.author) == person.name)
             & col(ProjectUpdate.source).startswith("teams-form:")
+            & col(ProjectUpdate.author_aad_id).is_(None)
         )
     if not conditions:
         return []
@@ -613,7 +631,10 @@ async def _their_updates(session: AsyncSession, person: Person) -> list[ProjectU
 
 
 async def _their_state(
-    session: AsyncSession, person: Person, conversation_ids: Iterable[str], needles: Sequence[str]
+    session: AsyncSession,
+    person: Person,
+    conversation_ids: Iterable[str],
+    needles: Sequence[re.Pattern[str]],
 ) -> list[BotState]:
     """State documents of their conversations and their Teams account (botbuilder's keys are
     "{channel}/conversations/{id}" and "{channel}/users/{id}"), and any that names them."""
@@ -628,7 +649,7 @@ async def _their_state(
 
 
 async def _their_messages(
-    session: AsyncSession, conversation_ids: Iterable[str], needles: Sequence[str]
+    session: AsyncSession, conversation_ids: Iterable[str], needles: Sequence[re.Pattern[str]]
 ) -> list[OutboxMessage]:
     """Outbox messages to their conversations, or naming them anywhere else."""
     theirs = set(conversation_ids)
@@ -641,7 +662,7 @@ async def _their_messages(
     ]
 
 
-async def _scrub_references(session: AsyncSession, needles: Sequence[str]) -> int:
+async def _scrub_references(session: AsyncSession, needles: Sequence[re.Pattern[str]]) -> int:
     """Clear the sender of other conversations' references (a channel's reference is made
     from whoever spoke there last): the bot needs only the conversation to post there."""
     scrubbed = 0

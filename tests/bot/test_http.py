@@ -29,6 +29,21 @@ async def test_non_json_body_is_400(bot_server: BotServer, http: aiohttp.ClientS
         assert "JSON" in (await response.json())["detail"]
 
 
+@pytest.mark.parametrize(
+    ("charset", "body"),
+    [("utf-8", b'{"type": "\xff"}'), ("idna", b"xn--{}")],  # found in review: idna was a 500
+)
+async def test_a_body_its_charset_cannot_decode_is_400(
+    bot_server: BotServer, http: aiohttp.ClientSession, charset: str, body: bytes
+) -> None:
+    async with http.post(
+        bot_server.url + "/api/messages",
+        data=body,
+        headers={"Content-Type": f"application/json; charset={charset}"},
+    ) as response:
+        assert response.status == 400
+
+
 async def test_missing_content_type_is_415(
     bot_server: BotServer, http: aiohttp.ClientSession
 ) -> None:

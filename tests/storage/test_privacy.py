@@ -17,6 +17,7 @@ from storage import ideas, privacy
 from storage.db import transaction
 from storage.models import (
     AuditEntry,
+    BotState,
     ConversationReference,
     IdeaEvent,
     IdeaSupport,
@@ -393,3 +394,76 @@ async def test_a_setting_they_chose_stays_without_them(
         "conversation_id": "19:triage",
         "set_by": None,
     }
+
+
+async def test_a_name_is_matched_as_whole_words_and_a_namesakes_records_stay(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    unique = uuid.uuid4().hex[:8]
+    name = f"Zoë Ådams {unique}"
+    email = f"zoe.{unique}@cambridge.gov.uk"
+    await add_person(sessions, name, email=email)
+    namesake_id = await add_person(sessions, name, email=f"zoe.other.{unique}@x.gov.uk")
+    async with transaction(sessions) as session:
+        session.add_all(
+            [
+                # Names them: theirs to erase.
+                BotState(key=f"k-{unique}-1", document=json.dumps({"who": name}), etag="1"),
+                # Only contains the name inside a longer word: someone else's.
+                BotState(key=f"k-{unique}-2", document=json.dumps({"who": name + "x"}), etag="2"),
+                # A namesake's project update, with the namesake's own Azure AD object id.
+                ProjectUpdate(
+                    project_id=1,
+                    month=utcnow().date().replace(year=2018, day=1),
+                    text="The namesake's update.",
+                    author=name,
+                    author_aad_id=f"aad-namesake-{unique}",
+                    source=f"teams-form:namesake-{unique}",
+                ),
+            ]
+        )
+    # Someone else's action naming them as its owner, in capitals (not ASCII: SQLite's
+    # lower() would not fold it).
+    async with transaction(sessions) as session:
+        held = MirSession(
+            change_maker_id=namesake_id,
+            status="held",
+            session_date=utcnow().date(),
+            team="Elsewhere",
+            attendees=3,
+            rating=3,
+            logged_at=utcnow(),
+        )
+        session.add(held)
+        await session.flush()
+        session.add(
+            MirAction(
+                session_id=held.id or 0,
+                change_maker_id=namesake_id,
+                text="Ask about the van",
+                owner=name.upper(),
+            )
+        )
+
+    report = await _erase(sessions, email)
+
+    async with sessions() as session:
+        keys = set(
+            (
+                await session.exec(
+                    select(BotState.key).where(col(BotState.key).startswith(f"k-{unique}-"))
+                )
+            ).all()
+        )
+        update = (
+            await session.exec(
+                select(ProjectUpdate).where(ProjectUpdate.source == f"teams-form:namesake-{unique}")
+            )
+        ).one()
+        owners = (
+            await session.exec(select(MirAction.owner).where(MirAction.session_id == held.id))
+        ).all()
+    assert keys == {f"k-{unique}-2"}
+    assert (update.author, update.author_aad_id) == (name, f"aad-namesake-{unique}")
+    assert report.counts["project_updates_kept_without_author"] == 0
+    assert owners == [None] and report.counts["other_actions_owner_cleared"] == 1
