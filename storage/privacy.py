@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, or_, update
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -135,11 +135,12 @@ def normalise_email(email: str) -> str:
 
 
 async def find_person(session: AsyncSession, *, email: str) -> Person | None:
-    """The person with this email, whatever its case (emails are stored lower-cased)."""
+    """The person with this email, whatever its case: emails are stored lower-cased (by
+    Python, as here), so the unique index finds it, alike on SQLite and PostgreSQL."""
     wanted = normalise_email(email)
     if not wanted:
         return None
-    found = await session.exec(select(Person).where(func.lower(Person.email) == wanted))
+    found = await session.exec(select(Person).where(Person.email == wanted))
     return found.first()
 
 
@@ -384,7 +385,7 @@ async def erase_person(session: AsyncSession, email: str, *, now: datetime) -> E
     conversations = await _their_conversations(session, person)
     conversation_ids = [c.conversation_id for c in conversations]
     needles = _needles(person)
-    erased_id = await _erased_person_id(session, now=now)
+    erased_id = await erased_person_id(session, now=now)
 
     # Ideas: kept, submitted by the placeholder; their form id was theirs.
     ideas = (await session.exec(select(Idea).where(Idea.submitter_id == person_id))).all()
@@ -677,11 +678,17 @@ async def _scrub_references(session: AsyncSession, needles: Sequence[re.Pattern[
     return scrubbed
 
 
-async def _erased_person_id(session: AsyncSession, *, now: datetime) -> int:
-    """The placeholder person erased people's records point at, made on first use."""
+async def placeholder_id(session: AsyncSession) -> int | None:
+    """The id of the placeholder person erased people's records point at, if it is made."""
     setting = await session.get(Setting, ERASED_PERSON_SETTING)
     stored = setting.value.get("person_id") if setting is not None else None
-    if isinstance(stored, int) and await session.get(Person, stored) is not None:
+    return stored if isinstance(stored, int) else None
+
+
+async def erased_person_id(session: AsyncSession, *, now: datetime) -> int:
+    """The placeholder person erased people's records point at, made on first use."""
+    stored = await placeholder_id(session)
+    if stored is not None and await session.get(Person, stored) is not None:
         return stored
     placeholder = Person(
         name=ERASED_NAME,
@@ -696,6 +703,7 @@ async def _erased_person_id(session: AsyncSession, *, now: datetime) -> int:
     session.add(placeholder)
     await session.flush()
     assert placeholder.id is not None
+    setting = await session.get(Setting, ERASED_PERSON_SETTING)
     if setting is None:
         setting = Setting(key=ERASED_PERSON_SETTING, value={}, updated_at=now)
     setting.value = {"person_id": placeholder.id}

@@ -49,7 +49,6 @@ from storage.models import (
     OutboxMessage,
     Person,
     ProcessedActivity,
-    Setting,
 )
 
 AUDIT_ACTION = "retention.purge"
@@ -157,7 +156,7 @@ async def purge(
     # same rows at once, and only one of them can create the erased-person placeholder.
     await hold_transaction_lock(session, PRIVACY_LOCK)
     report = PurgeReport(dry_run=dry_run)
-    rules = _rules(policy, now, placeholder_id=await _placeholder_id(session))
+    rules = _rules(policy, now, placeholder_id=await privacy.placeholder_id(session))
     if dry_run:
         savepoint = await session.begin_nested()
         try:
@@ -170,13 +169,6 @@ async def purge(
         session, action=AUDIT_ACTION, actor_id=None, actor=actor, detail=dict(report.counts), at=now
     )
     return report
-
-
-async def _placeholder_id(session: AsyncSession) -> int | None:
-    """The erased-person placeholder's id (storage/privacy.py), if it exists yet."""
-    setting = await session.get(Setting, privacy.ERASED_PERSON_SETTING)
-    found = setting.value.get("person_id") if setting is not None else None
-    return found if isinstance(found, int) else None
 
 
 class _Step(Protocol):
@@ -223,7 +215,7 @@ class _HandOver:
         due = (await session.exec(select(func.count()).select_from(Idea).where(*self.where))).one()
         if not due:
             return 0
-        placeholder = await privacy._erased_person_id(session, now=self.now)
+        placeholder = await privacy.erased_person_id(session, now=self.now)
         result = await session.exec(
             update(Idea)
             .where(*self.where)

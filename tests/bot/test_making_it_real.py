@@ -18,10 +18,10 @@ import pytest
 
 from bot.app import WORKER
 from bot.reminders import run_reminders
-from storage import roster
-from storage.db import create_engine, session_factory, transaction
+from storage.db import create_engine, session_factory
 from tests.bot.conftest import BotServer, make_settings
 from tests.support.connector import FakeConnector
+from tests.support.people import import_roster_csv
 from tests.support.teams import (
     BOT_ID,
     BOT_NAME,
@@ -68,17 +68,6 @@ class Story:
             await engine.dispose()
 
 
-async def _import(url: str, csv_text: str) -> None:
-    rows, errors = roster.parse_roster(csv_text)
-    assert errors == []
-    engine = create_engine(url)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            await roster.import_roster(session, rows)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 async def story(
     fresh_database_url: str, connector: FakeConnector, http: aiohttp.ClientSession
@@ -89,7 +78,7 @@ async def story(
     lines.append(f"{leader.name},{leader.email},change_leader,,Customer Services")
     for maker in makers:
         lines.append(f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services")
-    await _import(fresh_database_url, "\n".join(lines) + "\n")
+    await import_roster_csv(fresh_database_url, "\n".join(lines) + "\n")
     connector.know(leader, *makers)
     server = await BotServer(make_settings(fresh_database_url)).start()
     try:
@@ -289,7 +278,7 @@ async def test_a_form_with_bad_entries_comes_back_with_reasons_and_entries_kept(
 
 async def test_a_leader_nudges_only_their_own_change_makers(story: Story) -> None:
     other_leader = new_user("Olu Otherleader")
-    await _import(
+    await import_roster_csv(
         story.url,
         "name,email,role,leader_email,service_area\n"
         f"{other_leader.name},{other_leader.email},change_leader,,Planning\n",

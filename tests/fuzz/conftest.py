@@ -28,13 +28,12 @@ import pytest
 
 from bot.replies import CONFLICT_TEXT, FAILED_TEXT, UNAVAILABLE_TEXT
 from cards.render import truncate_text
-from storage import roster
-from storage.db import create_engine, session_factory, transaction
 from tests.bot.conftest import BotServer, make_settings
 from tests.conftest import fresh_database
 from tests.fuzz.strategies import Input, Mutation, Raw, Turn, as_received
 from tests.support.card_schema import TeamsCardValidator, load_adaptive_card_schema
 from tests.support.connector import FakeConnector
+from tests.support.people import import_roster_csv
 from tests.support.teams import (
     BOT_NAME,
     OFFICER,
@@ -332,21 +331,6 @@ def apply(activity: dict[str, Any], change: Mutation) -> None:
 # --- the world the inputs come from -------------------------------------------------------------
 
 
-async def _import_roster(url: str, leader: TeamsUser, maker: TeamsUser) -> None:
-    rows, errors = roster.parse_roster(
-        "name,email,role,leader_email,service_area\n"
-        f"{leader.name},{leader.email},change_leader,,Customer Services\n"
-        f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services\n"
-    )
-    assert errors == []
-    engine = create_engine(url)
-    try:
-        async with transaction(session_factory(engine)) as session:
-            await roster.import_roster(session, rows)
-    finally:
-        await engine.dispose()
-
-
 def _press_value(card: dict[str, Any], action: str, **entries: Any) -> dict[str, Any]:
     buttons = [
         n
@@ -442,7 +426,12 @@ async def fuzzer(
     leader, maker, staff = new_user("Lena Leader"), new_user("Mo Maker"), new_user("Sam Staff")
     group_member = new_user("Gus Group")
     connector.know(leader, maker, staff, group_member)
-    await _import_roster(url, leader, maker)
+    await import_roster_csv(
+        url,
+        "name,email,role,leader_email,service_area\n"
+        f"{leader.name},{leader.email},change_leader,,Customer Services\n"
+        f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services\n",
+    )
     server = await BotServer(make_settings(url)).start()
     try:
         async with aiohttp.ClientSession() as http:

@@ -16,20 +16,8 @@ from storage import audit, ideas, mir, programme, roster, subscriptions
 from storage.db import transaction
 from storage.mir import LogSubmission, ScheduleSubmission
 from storage.models import AuditEntry, Person, Project, utcnow
+from tests.support.ideas import idea_about
 from tests.support.people import add_person
-
-
-def _idea() -> ideas.IdeaSubmission:
-    return ideas.IdeaSubmission(
-        title="Scan post at the counter",
-        problem="Letters are photocopied.",
-        suggestion="Scan them.",
-        service_area="Housing",
-        principles=(1,),
-        benefits=("time_saved",),
-        benefit_other=None,
-        anonymous=False,
-    )
 
 
 async def _entries(
@@ -119,7 +107,7 @@ async def test_an_idea_status_change_is_audited_and_a_rolled_back_one_is_not(
     admin = await add_person(sessions, "Admin", role="admin")
     async with transaction(sessions) as session:
         idea, _ = await ideas.submit_idea(
-            session, submitter_id=submitter, submission=_idea(), form_id=uuid.uuid4().hex
+            session, submitter_id=submitter, submission=idea_about(), form_id=uuid.uuid4().hex
         )
     subject = f"idea:{idea.id}"
     assert await _entries(sessions, subject=subject) == []  # a submission is not an admin act

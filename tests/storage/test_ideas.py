@@ -28,6 +28,7 @@ from storage.ideas import IdeaNotFound, IdeaSubmission, IllegalTransition
 from storage.mir import LogSubmission
 from storage.models import Idea, IdeaEvent, Person
 from storage.views import IdeaView
+from tests.support.ideas import idea_about
 from tests.support.people import add_person
 
 T = TypeVar("T")
@@ -442,24 +443,6 @@ async def _call(
 ) -> T:
     async with transaction(sessions) as session:
         return await function(session, **arguments)
-
-
-def idea_about(
-    title: str = "Scan post at the counter",
-    problem: str = "Letters are photocopied and carried round the office.",
-    suggestion: str = "Scan them at the counter and email them to the right team.",
-    **fields: Any,
-) -> IdeaSubmission:
-    defaults: dict[str, Any] = {
-        "service_area": "Customer Services",
-        "principles": (1, 3),
-        "benefits": ("time_saved",),
-        "benefit_other": None,
-        "anonymous": False,
-    }
-    return IdeaSubmission(
-        title=title, problem=problem, suggestion=suggestion, **(defaults | fields)
-    )
 
 
 def form() -> str:

@@ -29,6 +29,7 @@ from storage.models import (
     Setting,
     utcnow,
 )
+from tests.support.ideas import idea_about
 from tests.support.people import add_person
 from tests.support.personal_data import Seeded, seed_person_everywhere, traces
 
@@ -331,16 +332,7 @@ async def test_erasing_everyone_who_shared_a_form_keeps_all_their_ideas(
             view, _ = await ideas.submit_idea(
                 session,
                 submitter_id=person_id,
-                submission=ideas.IdeaSubmission(
-                    title="Shared form",
-                    problem="p",
-                    suggestion="s",
-                    service_area="Housing",
-                    principles=(1,),
-                    benefits=("time_saved",),
-                    benefit_other=None,
-                    anonymous=False,
-                ),
+                submission=idea_about("Shared form"),
                 form_id=form_id,
             )
             idea_ids.append(view.id)

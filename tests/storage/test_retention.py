@@ -31,7 +31,6 @@ from storage.models import (
     OutboxMessage,
     Person,
     ProcessedActivity,
-    Setting,
 )
 from storage.retention import RECORD_TYPES, RetentionPolicy, months_before, years_before
 
@@ -342,11 +341,6 @@ async def _purge(
         return await retention.purge(session, policy=policy, now=now, dry_run=dry_run)
 
 
-async def _placeholder_id(session: AsyncSession) -> int | None:
-    setting = await session.get(Setting, privacy.ERASED_PERSON_SETTING)
-    return None if setting is None else setting.value["person_id"]
-
-
 async def _snapshot(sessions: async_sessionmaker[AsyncSession]) -> dict[str, list[str]]:
     """Every row of every table, as text."""
     async with sessions() as session:
@@ -426,7 +420,7 @@ async def test_what_is_past_its_period_goes_and_what_is_within_it_stays(
         assert len(ideas) == 3, "ideas stay, with their text and status"
         handed_over = ideas[ids["idea"]["old-closed"]]
         placeholder = await session.get(Person, handed_over.submitter_id)
-        assert placeholder is not None and placeholder.id == await _placeholder_id(session)
+        assert placeholder is not None and placeholder.id == await privacy.placeholder_id(session)
         assert (placeholder.name, placeholder.email, placeholder.aad_object_id) == (
             privacy.ERASED_NAME,
             None,
@@ -537,7 +531,7 @@ async def test_ideas_go_to_the_same_placeholder_as_erasures_and_it_is_never_purg
     story = await _tell_story(fresh_sessions)
     async with transaction(fresh_sessions) as session:
         # An erasure a year and a half ago made the placeholder and handed it an open idea.
-        made = await privacy._erased_person_id(session, now=NOW - timedelta(days=550))
+        made = await privacy.erased_person_id(session, now=NOW - timedelta(days=550))
         idea = await session.get(Idea, story.ids["idea"]["old-open"])
         assert idea is not None
         idea.submitter_id = made
@@ -547,7 +541,7 @@ async def test_ideas_go_to_the_same_placeholder_as_erasures_and_it_is_never_purg
 
     assert report.counts["idea_submitter"] == 1
     async with fresh_sessions() as session:
-        assert await _placeholder_id(session) == made
+        assert await privacy.placeholder_id(session) == made
         assert await session.get(Person, made) is not None
         submitters = {row.id: row.submitter_id for row in (await session.exec(select(Idea))).all()}
     assert submitters[story.ids["idea"]["old-closed"]] == made

@@ -7,7 +7,8 @@ import uuid
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage.db import transaction
+from storage import roster
+from storage.db import create_engine, session_factory, transaction
 from storage.models import ConversationReference, Person
 from tests.support import log_scan
 
@@ -50,3 +51,15 @@ async def add_person(
                 )
             )
         return person.id or 0
+
+
+async def import_roster_csv(database_url: str, csv_text: str) -> None:
+    """Import a roster CSV that has no bad rows into the database at `database_url`."""
+    rows, errors = roster.parse_roster(csv_text)
+    assert errors == []
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await roster.import_roster(session, rows)
+    finally:
+        await engine.dispose()

@@ -37,6 +37,7 @@ from storage.models import (
     utcnow,
 )
 from tests.support import log_scan
+from tests.support.ideas import idea_about
 from tests.support.people import add_person
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000cafe"
@@ -67,19 +68,6 @@ class Seeded:
     def identifying(self) -> tuple[str, ...]:
         """The values that identify them wherever they are stored."""
         return (self.name, self.email, self.aad_object_id, self.teams_id)
-
-
-def _idea(title: str, *, anonymous: bool = False) -> ideas.IdeaSubmission:
-    return ideas.IdeaSubmission(
-        title=title,
-        problem="Letters wait a day in the post room before anyone sees them.",
-        suggestion="Scan them as they arrive and send them on the same morning.",
-        service_area="Planning",
-        principles=(1,),
-        benefits=("time_saved",),
-        benefit_other=None,
-        anonymous=anonymous,
-    )
 
 
 async def seed_person_everywhere(sessions: async_sessionmaker[AsyncSession]) -> Seeded:
@@ -114,19 +102,19 @@ async def seed_person_everywhere(sessions: async_sessionmaker[AsyncSession]) -> 
         idea, _ = await ideas.submit_idea(
             session,
             submitter_id=person_id,
-            submission=_idea(f"Scan post on arrival {unique}"),
+            submission=idea_about(f"Scan post on arrival {unique}"),
             form_id=f"form-{unique}-1",
         )
         anonymous, _ = await ideas.submit_idea(
             session,
             submitter_id=person_id,
-            submission=_idea(f"Quiet room bookings {unique}", anonymous=True),
+            submission=idea_about(f"Quiet room bookings {unique}", anonymous=True),
             form_id=f"form-{unique}-2",
         )
         colleague_idea, _ = await ideas.submit_idea(
             session,
             submitter_id=colleague_id,
-            submission=_idea(f"Shared van rota {unique}"),
+            submission=idea_about(f"Shared van rota {unique}"),
             form_id=f"form-{unique}-3",
         )
         await ideas.support_idea(session, idea_id=idea.id, person_id=colleague_id)
