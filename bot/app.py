@@ -267,7 +267,7 @@ async def _answer_activity(request: web.Request, turn: TurnLog) -> web.Response:
         # string, so a form holding one is checked like any other rather than failing. A
         # lone surrogate ("\ud800" is valid JSON) cannot be encoded as UTF-8 by any database
         # or reply: it becomes U+FFFD, as an undecodable byte would (was a failed turn).
-        body = _without_nul(json.loads(text))
+        body = _storable(json.loads(text))
     except (ValueError, RecursionError):
         # Not JSON (JSONDecodeError), nested deeper than MAX_JSON_DEPTH, or an integer of
         # more digits than Python converts (ValueError); nested so deep that the parser ran
@@ -331,7 +331,7 @@ def _invoke_response(invoke_response: InvokeResponse | None) -> web.Response:
         return _problem(HTTPStatus.BAD_REQUEST, "The invoke could not be answered.")
 
 
-def _without_nul(value: Any, depth: int = 0) -> Any:
+def _storable(value: Any, depth: int = 0) -> Any:
     """The parsed JSON `value` with NUL characters removed from every string in it, and
     lone surrogates replaced by U+FFFD. ValueError if it nests deeper than MAX_JSON_DEPTH."""
     if depth > MAX_JSON_DEPTH:
@@ -340,10 +340,10 @@ def _without_nul(value: Any, depth: int = 0) -> Any:
         value = value.replace("\x00", "")
         return value if value.isascii() else _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_without_nul(item, depth + 1) for item in value]
+        return [_storable(item, depth + 1) for item in value]
     if isinstance(value, dict):
         return {
-            _without_nul(key, depth + 1): _without_nul(item, depth + 1)
+            _storable(key, depth + 1): _storable(item, depth + 1)
             for key, item in value.items()
         }
     return value

@@ -84,7 +84,7 @@ def _seeded(test):  # type: ignore[no-untyped-def]
     ]
 )
 # A lone surrogate (JSON's "\ud800") in an idea: UTF-8 cannot encode it, so storing the idea
-# failed the turn; it is now replaced by U+FFFD at the door (bot/app.py, _without_nul).
+# failed the turn; it is now replaced by U+FFFD at the door (bot/app.py, _storable).
 @example(
     batch=[
         Turn(
