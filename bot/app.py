@@ -343,8 +343,7 @@ def _storable(value: Any, depth: int = 0) -> Any:
         return [_storable(item, depth + 1) for item in value]
     if isinstance(value, dict):
         return {
-            _storable(key, depth + 1): _storable(item, depth + 1)
-            for key, item in value.items()
+            _storable(key, depth + 1): _storable(item, depth + 1) for key, item in value.items()
         }
     return value
 
