@@ -208,8 +208,8 @@ class OutboxWorker:
     async def _reserve(
         self, delivery: outbox.Delivery, claimed_at: float, report: DeliveryReport
     ) -> float | None:
-        """Wait for room within the rate limits and log the request; the moment it was
-        logged (time.monotonic()). None if the message went back to the queue instead."""
+        """Wait for room within the rate limits and log the request; the moment its logged
+        time was read (time.monotonic()). None if the message went back to the queue."""
         lease = self.policy.lease.total_seconds()
         while True:
             if time.monotonic() - claimed_at + self.policy.send_timeout >= lease:
@@ -232,9 +232,8 @@ class OutboxWorker:
                     attempt=delivery.attempts,
                     conversation_id=delivery.conversation_id,
                 )
-                logged = time.monotonic()
-            if free_at is None:
-                return logged
+            if isinstance(free_at, ratelimit.Logged):
+                return free_at.clock
             wait = (free_at - utcnow()).total_seconds()
             if wait > self.policy.max_wait or (
                 time.monotonic() - claimed_at + wait + self.policy.send_timeout >= lease

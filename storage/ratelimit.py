@@ -13,6 +13,7 @@ counted `guard` seconds longer than Teams' own: the limit then holds at Teams' e
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -60,6 +61,15 @@ TEAMS_LIMITS = RateLimits(
 )
 
 
+@dataclass(frozen=True)
+class Logged:
+    """The request is logged: make it now. `clock` is time.monotonic() from just before its
+    time was read, so the sender can tell how late the request would be by the time it is
+    made (every query after that moment, and the commit, count towards it)."""
+
+    clock: float
+
+
 async def reserve(
     session: AsyncSession,
     *,
@@ -68,14 +78,15 @@ async def reserve(
     attempt: int,
     conversation_id: str,
     now: datetime | None = None,
-) -> datetime | None:
+) -> Logged | datetime:
     """Log the request `attempt` of outbox message `outbox_id` to `conversation_id`, if the
-    limits allow it now. None: logged, send it now. Otherwise nothing is logged and the
-    answer is the earliest time the limits would allow it. Commit before sending.
+    limits allow it now. Logged: send it now. Otherwise nothing is logged and the answer is
+    the earliest time the limits would allow it. Commit before sending.
 
     `now` is read after the lock is held (tests may fix it): a time read before waiting for
     the lock would log the request earlier than it is really made."""
     await hold_transaction_lock(session, RATE_LOCK)
+    clock = time.monotonic()
     # Writing first also takes SQLite's writer lock, so what is counted below cannot change
     # before this transaction commits; and it keeps the log short.
     if now is None:
@@ -97,7 +108,7 @@ async def reserve(
         )
     )
     await session.flush()
-    return None
+    return Logged(clock)
 
 
 async def _locked_now(session: AsyncSession) -> datetime:

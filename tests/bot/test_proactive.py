@@ -181,7 +181,7 @@ async def test_a_request_logged_too_long_before_it_could_be_made_is_withdrawn_an
     async def reserve(*args: Any, **kwargs: Any) -> Any:
         nonlocal reserved
         answer = await real_reserve(*args, **kwargs)
-        reserved = answer is None
+        reserved = isinstance(answer, ratelimit.Logged)
         return answer
 
     @contextlib.asynccontextmanager
