@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app import create_app, freeze_startup_objects
     from bot.logs import AccessLog
 
     host = host or settings.host
@@ -373,7 +373,9 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         logger.warning(
             "MicrosoftAppId is empty: authentication is OFF. Use this only on your own machine."
         )
-    web.run_app(create_app(settings), host=host, port=port, print=None, access_log_class=AccessLog)
+    app = create_app(settings)
+    app.on_startup.append(freeze_startup_objects)
+    web.run_app(app, host=host, port=port, print=None, access_log_class=AccessLog)
     return 0
 
 

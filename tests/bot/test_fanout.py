@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import signal
 import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,19 @@ async def rows(sessions: async_sessionmaker[AsyncSession]) -> dict[str, OutboxMe
 def is_digest(posted: dict[str, Any] | None) -> bool:
     attachments = (posted or {}).get("attachments") or [{}]
     return bool(attachments[0].get("contentType") == ADAPTIVE_CARD)
+
+
+@pytest.fixture(autouse=True)
+def startup_objects_frozen() -> Iterator[None]:
+    """The outbox worker runs in this process, which carries what every earlier test left
+    behind. A served bot sets its start-up objects aside from the garbage collector
+    (bot.app.freeze_startup_objects), so its full collections are short; here they would
+    walk the whole test run's objects and stall the worker for over 100 ms between logging
+    a request and making it. Set aside as the server does, and let go afterwards."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture
