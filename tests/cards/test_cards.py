@@ -4,12 +4,14 @@ keeps any string it is given verbatim, and stays small."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import pytest
 from jinja2 import DictLoader
 
@@ -511,6 +513,60 @@ def test_only_the_known_teams_additions_are_allowed(validator: TeamsCardValidato
     not_a_string = json.loads(json.dumps(card))
     not_a_string["body"][0]["columns"][0]["items"][0]["text"] = 7
     assert validator.errors(not_a_string)
+
+
+# Values a broken card might carry where the schema expects something else.
+_JUNK: tuple[Any, ...] = (None, 7, -1, 2.5, "", "Huge", True, [], {}, [1], {"type": "Nope"})
+_KEYS = ("type", "size", "weight", "color", "spacing", "wrap", "isMultiline", "choices", "width")
+_TYPES = ("TextBlock", "Input.Text", "Container", "Action.Submit", "ColumnSet", "FactSet", "Nope")
+
+
+def _broken_copies(card: dict[str, Any], rng: random.Random, count: int) -> list[Any]:
+    """`count` copies of `card`, each with one object in it changed: a value replaced by
+    junk, a key removed, a known key added with junk, or an element turned into another."""
+    copies = []
+    for _ in range(count):
+        broken = json.loads(json.dumps(card))
+        node = rng.choice(list(card_nodes(broken)))
+        how = rng.randrange(4)
+        if how == 0 and node:
+            node[rng.choice(list(node))] = rng.choice(_JUNK)
+        elif how == 1 and node:
+            del node[rng.choice(list(node))]
+        elif how == 2:
+            node[rng.choice(_KEYS)] = rng.choice(_JUNK)
+        else:
+            node["type"] = rng.choice(_TYPES)
+        copies.append(broken)
+    return copies
+
+
+def test_the_quick_check_passes_no_card_the_full_validator_refuses(
+    validator: TeamsCardValidator,
+) -> None:
+    """TeamsCardValidator answers "valid" from fastjsonschema alone; jsonschema is asked only
+    about cards that fail that. So every card fastjsonschema passes must pass jsonschema too:
+    checked here on every rendered card and two broken copies of each (seeded)."""
+    rng = random.Random(20261207)
+    rendered = [render_card(name, **context) for name, context in _cases()]
+    cards = rendered + [b for card in rendered for b in _broken_copies(card, rng, 2)]
+    refused = 0
+    for card in cards:
+        stripped = without_teams_extensions(card)
+        try:
+            validator.quick_check(stripped)
+        except fastjsonschema.JsonSchemaException:
+            refused += 1
+            continue
+        assert validator.full_errors(stripped) == [], json.dumps(card)[:600]
+    # The broken copies test something: many of them are refused.
+    assert refused > len(rendered) // 2
+
+
+def _cases() -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, contexts in CASES.items():
+        for context in contexts:
+            yield name, context
 
 
 # --- strings are kept verbatim and cannot break the JSON --------------------------------------

@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft6Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -149,13 +150,30 @@ class TeamsCardValidator:
                 f"The schema describes Adaptive Cards up to {newest}, not {CARD_VERSION}"
             )
         self._validator = Draft6Validator(schema)
+        # The same schema compiled to Python by fastjsonschema: about ten times quicker, and
+        # the suite checks thousands of cards (the fuzz alone spent a fifth of its time
+        # here). It only ever says "valid" quickly; for anything it refuses, jsonschema
+        # gives the verdict and the reasons. It is the stricter of the two (it also checks
+        # formats such as a URI), and test_cards checks it passes no card jsonschema refuses.
+        # A copy: compiling rewrites the schema it is given.
+        self.quick_check = fastjsonschema.compile(copy.deepcopy(schema))
 
     def errors(self, card: dict[str, Any]) -> list[str]:
         """What is wrong with `card`, one line per problem (empty when it is valid)."""
+        stripped = without_teams_extensions(card)
+        try:
+            self.quick_check(stripped)
+            return []
+        except fastjsonschema.JsonSchemaException:
+            pass
+        return self.full_errors(stripped)
+
+    def full_errors(self, card: dict[str, Any]) -> list[str]:
+        """jsonschema's verdict on a card already stripped of Teams' additions."""
         return [
             _describe(error)
             for error in sorted(
-                self._validator.iter_errors(without_teams_extensions(card)),
+                self._validator.iter_errors(card),
                 key=lambda error: list(map(str, error.absolute_path)),
             )
         ]
