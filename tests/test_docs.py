@@ -15,7 +15,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import sys
 import time
 import tomllib
@@ -34,6 +33,7 @@ from bot.config import Settings, async_database_url
 from storage import migrate
 from storage.db import create_engine
 from tests.conftest import BACKENDS, POSTGRES_URL
+from tests.support.served import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -352,12 +352,6 @@ def test_dockerignore_leaves_in_everything_the_dockerfile_copies() -> None:
 
 
 # --- the start command, run for real ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def container_env(database_url: str, port: int) -> dict[str, str]:

@@ -19,7 +19,6 @@ import dataclasses
 import gc
 import os
 import signal
-import socket
 import sys
 import time
 import uuid
@@ -44,6 +43,7 @@ from storage.ratelimit import TEAMS_LIMITS, Window
 from tests.bot.conftest import make_settings
 from tests.support import channels as channels_support
 from tests.support.faulty_connector import HANG, Fault, FaultyConnector, late, refuse
+from tests.support.served import free_port
 
 CHANNELS = 200
 TEAM_ID = "19:team-fanout@thread.tacv2"
@@ -348,12 +348,6 @@ async def test_a_claim_waiting_for_the_rate_limit_past_its_lease_is_not_sent_twi
 
 
 # --- real server processes ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def process_env(database_url: str, **settings: str) -> dict[str, str]:

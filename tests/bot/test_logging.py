@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import sys
 import traceback
 import uuid
@@ -42,6 +41,7 @@ from storage.roster import import_roster_file
 from tests.bot.conftest import BotServer, make_settings
 from tests.support.connector import FakeConnector
 from tests.support.people import add_person
+from tests.support.served import free_port
 from tests.support.teams import (
     OFFICER,
     TeamsClient,
@@ -548,16 +548,10 @@ def test_configure_logging_installs_one_handler_and_leaves_others_alone() -> Non
 # --- the command line's wiring ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_serve_with_log_format_json_writes_only_json_with_request_ids(
     database_url: str, connector: FakeConnector, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
         "DATABASE_URL": database_url,
         "MicrosoftAppId": "",

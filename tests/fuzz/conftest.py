@@ -26,14 +26,19 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+# Hypothesis also draws text from the string constants of the project's modules loaded in
+# this process (commands, form fields, card actions): the bot serves from another process,
+# so the whole app is imported here to keep its constants in the fuzz's pool.
+import bot.app  # noqa: F401
 from bot.replies import CONFLICT_TEXT, FAILED_TEXT, UNAVAILABLE_TEXT
 from cards.render import truncate_text
-from tests.bot.conftest import BotServer, make_settings
 from tests.conftest import fresh_database
 from tests.fuzz.strategies import Input, Mutation, Raw, Turn, as_received
 from tests.support.card_schema import TeamsCardValidator, load_adaptive_card_schema
 from tests.support.connector import FakeConnector
+from tests.support.log_scan import LogCapture
 from tests.support.people import import_roster_csv
+from tests.support.served import LogEntry, ServedBot
 from tests.support.teams import (
     BOT_NAME,
     OFFICER,
@@ -102,12 +107,13 @@ class Acknowledged:
 class Fuzzer:
     """Posts inputs to the bot and checks each answer."""
 
-    server: BotServer = field(repr=False)
+    server: ServedBot = field(repr=False)
     connector: FakeConnector = field(repr=False)
     http: aiohttp.ClientSession = field(repr=False)
     lanes: dict[str, TeamsClient] = field(repr=False)
     validator: TeamsCardValidator = field(repr=False)
     records: Records = field(repr=False)
+    log_scan: LogCapture = field(repr=False)
     database_url: str
     quota: int  # how many inputs to send on this backend
     posted: int = 0
@@ -151,7 +157,18 @@ class Fuzzer:
             problems.append(f"logged {record.levelname} {record.name}: {record.getMessage()}")
             if record.exc_info:
                 problems.append(logging.Formatter().formatException(record.exc_info))
+        problems += self.read_bot_log()
         assert not problems, "\n".join(problems)
+
+    def read_bot_log(self) -> list[str]:
+        """What the bot process has logged since last asked: every line goes to the run's
+        scan for personal data; an error or an exception is a problem."""
+        problems = []
+        for entry in self.server.new_entries():
+            self.log_scan.keep(entry.written(), entry.logger, entry.level)
+            if entry.is_failure:
+                problems.append(_describe(entry))
+        return problems
 
     async def post(self, item: Input) -> list[str]:
         self.posted += 1
@@ -286,6 +303,12 @@ class Fuzzer:
         raise AssertionError(f"unknown expectation {kind}")
 
 
+def _describe(entry: LogEntry) -> str:
+    fields = entry.fields
+    said = f"bot logged {entry.level} {entry.logger}: {fields.get('message', '')}"
+    return "\n".join([said, str(fields.get("exception", ""))]).strip()
+
+
 def _invoke_card(answer: bytes) -> dict[str, Any] | None:
     try:
         body = json.loads(answer)
@@ -418,7 +441,10 @@ def fuzz_records() -> Iterator[Records]:
 
 @pytest.fixture(scope="module")
 async def fuzzer(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory, fuzz_records: Records
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    fuzz_records: Records,
+    pytestconfig: pytest.Config,
 ) -> AsyncIterator[Fuzzer]:
     url, drop = await fresh_database(database_url, tmp_path_factory.mktemp("fuzz"), prefix="fuzz")
     connector = FakeConnector()
@@ -432,7 +458,10 @@ async def fuzzer(
         f"{leader.name},{leader.email},change_leader,,Customer Services\n"
         f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services\n",
     )
-    server = await BotServer(make_settings(url)).start()
+    # The bot in a process of its own, served as in production: it and the fuzzer each get
+    # a core, and what it logs is read from its JSON log.
+    server = await ServedBot(url, tmp_path_factory.mktemp("fuzz-bot")).start()
+    log_scan = pytestconfig.pluginmanager.get_plugin("personal-data-log-scan").capture
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -463,6 +492,7 @@ async def fuzzer(
                 lanes=lanes,
                 validator=validator,
                 records=fuzz_records,
+                log_scan=log_scan,
                 database_url=url,
                 quota=(FUZZ_EXAMPLES if url.startswith("sqlite") else FUZZ_EXAMPLES_POSTGRESQL),
             )
@@ -475,6 +505,9 @@ async def fuzzer(
                 "verbatim"
             )
     finally:
-        await server.stop()
+        stopped = await server.stop()
         await connector.close()
         await drop()
+    # What it logged after the last batch, and on its way out.
+    last_words = fuzzer.read_bot_log()
+    assert stopped == 0 and not last_words, "\n".join(last_words)

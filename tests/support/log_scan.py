@@ -147,30 +147,15 @@ def _public_text() -> str:
     """The programme's published data, service areas and command phrases, as one text."""
     from bot.commands import COMMANDS
     from storage.ideas import SERVICE_AREAS
+    from tests.support.served import setting_variables
 
     programme = Path(__file__).resolve().parents[2] / "storage" / "data" / "programme.yaml"
     strings = list(_strings(yaml.safe_load(programme.read_text(encoding="utf-8"))))
     strings += [*SERVICE_AREAS, *(phrase for phrases in COMMANDS.values() for phrase in phrases)]
-    strings += _setting_names()
+    # The environment variables the bot reads, which its logs name: Hypothesis draws text
+    # from the project's own string constants, so a fuzzed form may hold one.
+    strings += setting_variables()
     return "\n".join(strings).casefold()
-
-
-def _setting_names() -> list[str]:
-    """The environment variables the bot reads (GRAPH_ENABLED...), which its logs name:
-    Hypothesis draws text from the project's own string constants, so a fuzzed form may hold
-    one."""
-    from pydantic import AliasChoices
-
-    from bot.config import Settings
-
-    names = []
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names += [choice for choice in alias.choices if isinstance(choice, str)]
-        elif isinstance(alias, str):
-            names.append(alias)
-    return names
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -208,13 +193,18 @@ class LogCapture(logging.Handler):
         self.records = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records += 1
         try:
             line = _as_written(record)
         except Exception as error:  # a record that cannot be formatted is itself kept
             line = f"(unformattable record: {type(error).__name__}) {record.msg!r}"
+        self.keep(line, record.name, record.levelname)
+
+    def keep(self, line: str, logger: str, level: str) -> None:
+        """A text written at INFO or above: by this process, or read from the log of a bot
+        process a test started (tests/support/served.py)."""
+        self.records += 1
         if line not in self.written:
-            self.written[line] = Written(record.name, record.levelname, self.test)
+            self.written[line] = Written(logger, level, self.test)
 
 
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {

@@ -13,10 +13,11 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support.served import free_port
 
 SERVER_USER = "postgres"
 START_SECONDS = 30
@@ -43,12 +44,6 @@ def server_programs() -> tuple[Path | None, str]:
         if shutil.which("runuser") is None:
             return None, "running as root and runuser is missing"
     return directory, ""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivatePostgres:
