@@ -64,8 +64,9 @@ TEAMS_LIMITS = RateLimits(
 @dataclass(frozen=True)
 class Logged:
     """The request is logged: make it now. `clock` is time.monotonic() from just before its
-    time was read, so the sender can tell how late the request would be by the time it is
-    made (every query after that moment, and the commit, count towards it)."""
+    time was read (once the log was held), so the sender can tell how late the request
+    would be by the time it is made: every query after that moment, and the commit, count
+    towards it."""
 
     clock: float
 
@@ -86,11 +87,13 @@ async def reserve(
     `now` is read after the lock is held (tests may fix it): a time read before waiting for
     the lock would log the request earlier than it is really made."""
     await hold_transaction_lock(session, RATE_LOCK)
-    clock = time.monotonic()
-    # Writing first also takes SQLite's writer lock, so what is counted below cannot change
-    # before this transaction commits; and it keeps the log short.
     if now is None:
-        now = await _locked_now(session)
+        clock, now = await _locked_now(session)
+    else:
+        clock = time.monotonic()
+    # Writing first keeps the log short (and on SQLite holds the writer lock, if a time
+    # given by a test skipped _locked_now), so what is counted below cannot change before
+    # this transaction commits.
     await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.at) < now - KEEP))
 
     allowed_at = now
@@ -111,16 +114,19 @@ async def reserve(
     return Logged(clock)
 
 
-async def _locked_now(session: AsyncSession) -> datetime:
-    """The clock once this transaction holds the log. On SQLite (one machine) the writer
-    lock is taken by the first write, so take it (a write that changes nothing) first."""
+async def _locked_now(session: AsyncSession) -> tuple[float, datetime]:
+    """The clock once this transaction holds the log: time.monotonic() (for the sender's
+    lateness check) read just before the time that is logged. On SQLite (one machine) the
+    writer lock is taken by the first write, so take it (a write that changes nothing)
+    first: the wait for it must not count as lateness."""
     if session.get_bind().dialect.name == "postgresql":
+        clock = time.monotonic()
         # The database's clock, not this server's: replicas whose clocks disagree by more
         # than the guard would otherwise each see the others' requests in the wrong place.
         moment = (await session.exec(select(func.clock_timestamp()))).one()
-        return aware(moment)
+        return clock, aware(moment)
     await session.exec(delete(DeliveryAttempt).where(col(DeliveryAttempt.id) == -1))
-    return utcnow()
+    return time.monotonic(), utcnow()
 
 
 async def _free_from(

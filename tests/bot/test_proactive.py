@@ -213,6 +213,40 @@ async def test_a_request_logged_too_long_before_it_could_be_made_is_withdrawn_an
     assert len(logged) == 1  # the request made; the late one was taken out of the log
 
 
+async def test_slow_queries_of_the_rate_log_make_a_request_late_too(
+    worker: OutboxWorker,
+    sessions: async_sessionmaker[AsyncSession],
+    connector: FakeConnector,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A request's lateness counts from the moment its logged time was read, so a busy
+    # database answering the log's counting queries slowly makes it late as a slow commit
+    # does: it is withdrawn and logged again.
+    slowed: list[bool] = []
+    real_free_from = ratelimit._free_from
+
+    async def slow_free_from(*args: Any, **kwargs: Any) -> Any:
+        if not slowed:
+            slowed.append(True)
+            await asyncio.sleep(worker.policy.limits.guard)
+        return await real_free_from(*args, **kwargs)
+
+    monkeypatch.setattr(ratelimit, "_free_from", slow_free_from)
+    conversation_id = await _conversation(sessions, connector)
+    key = await _queue(sessions, conversation_id, "Sent once, on time.")
+
+    report = await worker.deliver_due()
+
+    assert (report.late, report.sent) == (1, 1)
+    assert [a["text"] for a in connector.to(conversation_id)] == ["Sent once, on time."]
+    row = await _row(sessions, key)
+    async with sessions() as session:
+        logged = (
+            await session.exec(select(DeliveryAttempt).where(DeliveryAttempt.outbox_id == row.id))
+        ).all()
+    assert len(logged) == 1
+
+
 async def test_a_database_always_slow_to_commit_delays_a_request_once_not_for_ever(
     worker: OutboxWorker,
     sessions: async_sessionmaker[AsyncSession],
