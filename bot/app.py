@@ -127,15 +127,16 @@ def create_app(
     return app
 
 
-async def freeze_startup_objects(_app: web.Application) -> None:
-    """Set what start-up built aside from the garbage collector, once the app is ready.
+def freeze_startup_objects() -> None:
+    """Set what the imports and create_app built aside from the garbage collector.
 
-    The imports and the app make some 160,000 objects that live as long as the process.
-    Every full collection walks them all: about 40 ms on an idle 2-core machine and well
-    over 100 ms on a busy one, during which no turn is answered and no outbox request goes
-    out, so requests logged in the rate log reach Teams late and bunched together. Frozen,
-    they are never walked again (they were never garbage). Only the served app does this
-    (bot/cli.py): a test process that builds many apps would keep each one's garbage."""
+    They are some 160,000 objects that live as long as the process. Every full collection
+    walks them all: about 40 ms on an idle 2-core machine and well over 100 ms on a busy one,
+    during which no turn is answered and no outbox request goes out, so requests logged in
+    the rate log reach Teams late and bunched together. Frozen, they are never walked again.
+    Done before the app starts its background work, after a collection: what is frozen is
+    never collected, so nothing that may become garbage should be in it. Only the served
+    app does this (bot/cli.py): a test process that builds many apps would keep them all."""
     gc.collect()
     gc.freeze()
 

@@ -374,7 +374,7 @@ def _serve(settings: Settings, *, host: str | None, port: int | None) -> int:
             "MicrosoftAppId is empty: authentication is OFF. Use this only on your own machine."
         )
     app = create_app(settings)
-    app.on_startup.append(freeze_startup_objects)
+    freeze_startup_objects()
     web.run_app(app, host=host, port=port, print=None, access_log_class=AccessLog)
     return 0
 

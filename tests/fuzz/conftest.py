@@ -160,11 +160,12 @@ class Fuzzer:
         problems += self.read_bot_log()
         assert not problems, "\n".join(problems)
 
-    def read_bot_log(self) -> list[str]:
+    def read_bot_log(self, *, to_the_end: bool = False) -> list[str]:
         """What the bot process has logged since last asked: every line goes to the run's
-        scan for personal data; an error or an exception is a problem."""
+        scan for personal data; an error or an exception is a problem. (A line logged after
+        a turn was answered, by the outbox say, may be read with the next batch.)"""
         problems = []
-        for entry in self.server.new_entries():
+        for entry in self.server.new_entries(to_the_end=to_the_end):
             self.log_scan.keep(entry.written(), entry.logger, entry.level)
             if entry.is_failure:
                 problems.append(_describe(entry))
@@ -448,21 +449,23 @@ async def fuzzer(
 ) -> AsyncIterator[Fuzzer]:
     url, drop = await fresh_database(database_url, tmp_path_factory.mktemp("fuzz"), prefix="fuzz")
     connector = FakeConnector()
-    await connector.start()
-    leader, maker, staff = new_user("Lena Leader"), new_user("Mo Maker"), new_user("Sam Staff")
-    group_member = new_user("Gus Group")
-    connector.know(leader, maker, staff, group_member)
-    await import_roster_csv(
-        url,
-        "name,email,role,leader_email,service_area\n"
-        f"{leader.name},{leader.email},change_leader,,Customer Services\n"
-        f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services\n",
-    )
     # The bot in a process of its own, served as in production: it and the fuzzer each get
     # a core, and what it logs is read from its JSON log.
-    server = await ServedBot(url, tmp_path_factory.mktemp("fuzz-bot")).start()
+    server = ServedBot(url, tmp_path_factory.mktemp("fuzz-bot"))
     log_scan = pytestconfig.pluginmanager.get_plugin("personal-data-log-scan").capture
+    stopped = None
     try:
+        await connector.start()
+        leader, maker, staff = new_user("Lena Leader"), new_user("Mo Maker"), new_user("Sam Staff")
+        group_member = new_user("Gus Group")
+        connector.know(leader, maker, staff, group_member)
+        await import_roster_csv(
+            url,
+            "name,email,role,leader_email,service_area\n"
+            f"{leader.name},{leader.email},change_leader,,Customer Services\n"
+            f"{maker.name},{maker.email},change_maker,{leader.email},Customer Services\n",
+        )
+        await server.start()
         async with aiohttp.ClientSession() as http:
 
             def chat(user: TeamsUser, kind: str = "personal") -> TeamsClient:
@@ -505,9 +508,12 @@ async def fuzzer(
                 "verbatim"
             )
     finally:
-        stopped = await server.stop()
-        await connector.close()
-        await drop()
+        try:
+            if server.process is not None:
+                stopped = await server.stop()
+        finally:
+            await connector.close()
+            await drop()
     # What it logged after the last batch, and on its way out.
-    last_words = fuzzer.read_bot_log()
+    last_words = fuzzer.read_bot_log(to_the_end=True)
     assert stopped == 0 and not last_words, "\n".join(last_words)

@@ -153,10 +153,13 @@ class TeamsCardValidator:
         # The same schema compiled to Python by fastjsonschema: about ten times quicker, and
         # the suite checks thousands of cards (the fuzz alone spent a fifth of its time
         # here). It only ever says "valid" quickly; for anything it refuses, jsonschema
-        # gives the verdict and the reasons. It is the stricter of the two (it also checks
-        # formats such as a URI), and test_cards checks it passes no card jsonschema refuses.
-        # A copy: compiling rewrites the schema it is given.
-        self.quick_check = fastjsonschema.compile(copy.deepcopy(schema))
+        # gives the verdict and the reasons, and test_cards checks it passes no card
+        # jsonschema refuses. As jsonschema's Draft6Validator does, it leaves formats
+        # ("uri"...) unchecked; and it must not write the schema's defaults into the card
+        # it checks (its default). A copy: compiling rewrites the schema it is given.
+        self.quick_check = fastjsonschema.compile(
+            copy.deepcopy(schema), use_default=False, use_formats=False
+        )
 
     def errors(self, card: dict[str, Any]) -> list[str]:
         """What is wrong with `card`, one line per problem (empty when it is valid)."""

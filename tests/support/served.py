@@ -44,6 +44,15 @@ def setting_variables() -> list[str]:
     return names
 
 
+def _read_by_the_bot(variable: str) -> bool:
+    """Whether Settings would take `variable`: it matches names in any case, and field names
+    (microsoft_app_id) as well as the documented variables (MicrosoftAppId)."""
+    from bot.config import Settings
+
+    names = {name.casefold() for name in [*setting_variables(), *Settings.model_fields]}
+    return variable.casefold() in names
+
+
 @dataclass(frozen=True)
 class LogEntry:
     """One line of the bot's JSON log (bot/logs.py JsonFormatter)."""
@@ -64,13 +73,26 @@ class LogEntry:
         return self.level in ("ERROR", "CRITICAL") or "exception" in self.fields
 
     def written(self) -> str:
-        """Everything the line says apart from its time, level and logger, one value a line:
-        what a reader of the log can see."""
+        """Every text the line holds apart from its time, level and logger, one a line (those
+        inside lists and objects too): what a reader of the log can see."""
         return "\n".join(
-            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            text
             for key, value in self.fields.items()
             if key not in ("time", "level", "logger")
+            for text in _texts(value)
         )
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield str(key)
+            yield from _texts(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _texts(inner)
+    else:
+        yield value if isinstance(value, str) else json.dumps(value)
 
 
 class ServedBot:
@@ -87,7 +109,7 @@ class ServedBot:
         self.port = free_port()
         self.workdir = workdir  # its `.env` would be read from here: there is none
         self.log_path = workdir / "serve.log"
-        inherited = {k: v for k, v in os.environ.items() if k not in setting_variables()}
+        inherited = {k: v for k, v in os.environ.items() if not _read_by_the_bot(k)}
         self.env = inherited | {
             "DATABASE_URL": database_url,
             "MicrosoftAppId": "",
@@ -119,18 +141,22 @@ class ServedBot:
                 stdout=log,
                 stderr=log,
             )
-        async with aiohttp.ClientSession() as http, asyncio.timeout(within):
-            while True:
-                if self.process.returncode is not None:
-                    raise AssertionError(f"the bot did not start:\n{self.log_path.read_text()}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(self.url + "/healthz") as probe:
-                        if probe.status == 200:
-                            return self
-                await asyncio.sleep(0.1)
+        try:
+            async with aiohttp.ClientSession() as http, asyncio.timeout(within):
+                while self.process.returncode is None:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(self.url + "/healthz") as probe:
+                            if probe.status == 200:
+                                return self
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            pass
+        await self.kill()
+        raise AssertionError(f"the bot did not start:\n{self.log_path.read_text()}")
 
     async def stop(self, *, within: float = 15) -> int:
-        """Stop it as a platform does (SIGTERM); its exit status."""
+        """Stop it as a platform does (SIGTERM); its exit status (killed, if it has not
+        ended `within` seconds later: then -9)."""
         assert self.process is not None
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
@@ -138,15 +164,21 @@ class ServedBot:
             async with asyncio.timeout(within):
                 return await self.process.wait()
         except TimeoutError:
-            self.process.kill()
-            raise
+            return await self.kill()
 
-    def new_entries(self) -> Iterator[LogEntry]:
-        """The log's whole lines written since the last call."""
+    async def kill(self) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.kill()
+        return await self.process.wait()
+
+    def new_entries(self, *, to_the_end: bool = False) -> Iterator[LogEntry]:
+        """The log's whole lines written since the last call (and a last line without its
+        end of line, `to_the_end`: once the process has ended)."""
         with self.log_path.open("rb") as log:
             log.seek(self._read)
             text = log.read()
-        complete = text[: text.rfind(b"\n") + 1]
+        complete = text if to_the_end else text[: text.rfind(b"\n") + 1]
         self._read += len(complete)
         for line in complete.decode("utf-8", errors="replace").splitlines():
             if not line.strip():
