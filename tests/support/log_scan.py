@@ -150,7 +150,7 @@ def _public_text() -> str:
     from tests.support.served import setting_variables
 
     programme = Path(__file__).resolve().parents[2] / "storage" / "data" / "programme.yaml"
-    strings = list(_strings(yaml.safe_load(programme.read_text(encoding="utf-8"))))
+    strings = list(strings_in(yaml.safe_load(programme.read_text(encoding="utf-8"))))
     strings += [*SERVICE_AREAS, *(phrase for phrases in COMMANDS.values() for phrase in phrases)]
     # The environment variables the bot reads, which its logs name: Hypothesis draws text
     # from the project's own string constants, so a fuzzed form may hold one.
@@ -158,16 +158,17 @@ def _public_text() -> str:
     return "\n".join(strings).casefold()
 
 
-def _strings(node: Any) -> Iterator[str]:
+def strings_in(node: Any) -> Iterator[str]:
+    """Every string in a parsed YAML or JSON document, keys included."""
     if isinstance(node, str):
         yield node
     elif isinstance(node, dict):
         for key, value in node.items():
             yield str(key)
-            yield from _strings(value)
+            yield from strings_in(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _strings(item)
+            yield from strings_in(item)
 
 
 # --- capturing the logs --------------------------------------------------------------------

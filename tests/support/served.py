@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.log_scan import strings_in
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -79,20 +81,8 @@ class LogEntry:
             text
             for key, value in self.fields.items()
             if key not in ("time", "level", "logger")
-            for text in _texts(value)
+            for text in strings_in(value)
         )
-
-
-def _texts(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            yield str(key)
-            yield from _texts(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _texts(inner)
-    else:
-        yield value if isinstance(value, str) else json.dumps(value)
 
 
 class ServedBot:
