@@ -36,10 +36,10 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
-import yaml
+if TYPE_CHECKING:
+    import pytest
 
 MIN_LENGTH = 6
 MIN_LETTERS = 3
@@ -124,8 +124,13 @@ class PersonalValues:
                 self.note(value, f"form:{key}")
 
     def copy(self) -> dict[str, str]:
+        """The values that count, without the public ones (which are only ruled out here:
+        what they are checked against imports the bot, and noting must stay light, as the
+        benchmark's echo bots import tests.support.teams)."""
         with self._lock:
-            return dict(self.values)
+            noted = dict(self.values)
+        public = _public_text()
+        return {value: kind for value, kind in noted.items() if value.casefold() not in public}
 
 
 # Everything the run's tests sent.
@@ -135,11 +140,10 @@ note_activity = VALUES.note_activity
 
 
 def _counts(value: str) -> bool:
+    """Whether a value may count (the public ones are ruled out by PersonalValues.copy)."""
     if len(value) < MIN_LENGTH or len(_LETTER.findall(value)) < MIN_LETTERS:
         return False
-    if _COMMON_WORD.fullmatch(value):
-        return False
-    return value.casefold() not in _public_text()
+    return not _COMMON_WORD.fullmatch(value)
 
 
 @functools.cache
@@ -150,6 +154,8 @@ def _public_text() -> str:
     from tests.support.served import setting_variables
 
     programme = Path(__file__).resolve().parents[2] / "storage" / "data" / "programme.yaml"
+    import yaml
+
     strings = list(strings_in(yaml.safe_load(programme.read_text(encoding="utf-8"))))
     strings += [*SERVICE_AREAS, *(phrase for phrases in COMMANDS.values() for phrase in phrases)]
     # The environment variables the bot reads, which its logs name: Hypothesis draws text
@@ -302,6 +308,8 @@ class LogScan:
         self.capture.test = "(between tests)"
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        import pytest
+
         started = time.perf_counter()
         values = self.values.copy()
         self.leaks = [
