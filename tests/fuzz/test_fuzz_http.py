@@ -14,10 +14,8 @@ tests/fuzz
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-import time
 
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
@@ -117,7 +115,10 @@ async def test_hostile_input_never_breaks_the_bot(fuzzer: Fuzzer, batch: list[In
 
 async def test_the_fuzz_ran_and_the_database_still_holds_together(fuzzer: Fuzzer) -> None:
     assert fuzzer.posted >= fuzzer.quota, fuzzer.posted
-    await _outbox_settled(fuzzer)
+    # Stopped as a platform stops it, while its outbox is still sending what the fuzz queued
+    # (a triage card for every idea, within Teams' rate limit for one channel): the sends in
+    # flight finish and what is claimed is given back, so the database is checked at rest.
+    assert await fuzzer.server.stop() == 0
     engine = create_engine(fuzzer.database_url)
     try:
         async with engine.connect() as connection:
@@ -146,25 +147,6 @@ async def test_the_fuzz_ran_and_the_database_still_holds_together(fuzzer: Fuzzer
             idea.suggestion,
         )
     assert fuzzer.acknowledged, "no idea was confirmed: the verbatim checks did not run"
-
-
-async def _outbox_settled(fuzzer: Fuzzer) -> None:
-    """Let the outbox deliver what the fuzz queued (triage cards, status messages)."""
-    engine = create_engine(fuzzer.database_url)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            async with engine.connect() as connection:
-                waiting = (
-                    await connection.execute(
-                        text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")
-                    )
-                ).scalar_one()
-            if not waiting:
-                return
-            await asyncio.sleep(0.2)
-    finally:
-        await engine.dispose()
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -292,5 +274,9 @@ INVARIANTS = {
     "outbox message failed": (
         "SELECT id, last_error FROM outbox WHERE status = 'failed' "
         "AND last_error IS DISTINCT FROM 'unreachable'"
+    ),
+    # The bot was stopped gracefully: every claim was sent or given back.
+    "outbox message still claimed after the bot stopped": (
+        "SELECT id, claim_token FROM outbox WHERE status = 'sending' OR claim_token IS NOT NULL"
     ),
 }
