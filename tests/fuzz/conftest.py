@@ -355,21 +355,6 @@ def apply(activity: dict[str, Any], change: Mutation) -> None:
 # --- the world the inputs come from -------------------------------------------------------------
 
 
-def _press_value(card: dict[str, Any], action: str, **entries: Any) -> dict[str, Any]:
-    buttons = [
-        n
-        for n in card_nodes(card)
-        if n.get("type") == "Action.Submit" and (n.get("data") or {}).get("action") == action
-    ]
-    assert buttons, f"no {action} button in {card_text(card)[:300]}"
-    inputs = {
-        n["id"]: n.get("value", "")
-        for n in card_nodes(card)
-        if str(n.get("type", "")).startswith("Input.")
-    }
-    return dict(buttons[0]["data"]) | inputs | entries
-
-
 async def _set_up(lanes: dict[str, TeamsClient]) -> None:
     """What the fuzz starts from: every lane's chat known, a triage channel, a subscribed
     channel, a Change Maker with a held session (three actions) and one in the diary, and an
@@ -382,46 +367,40 @@ async def _set_up(lanes: dict[str, TeamsClient]) -> None:
 
     maker = lanes["maker"]
     form = (await maker.say("log session")).card
-    logged = await maker.submit(
-        _press_value(
-            form,
-            "mir_log_submit",
-            scheduled="",
-            date=TODAY.isoformat(),
-            team="Benefits team",
-            attendees="6",
-            themes="Paperwork, Phone queues",
-            changes="Scan forms at the counter\nOne shared contact log\nCall-back slots",
-            rating="4",
-        )
+    logged = await maker.press(
+        form,
+        "Log session",
+        scheduled="",
+        date=TODAY.isoformat(),
+        team="Benefits team",
+        attendees="6",
+        themes="Paperwork, Phone queues",
+        changes="Scan forms at the counter\nOne shared contact log\nCall-back slots",
+        rating="4",
     )
     assert "Logged" in card_text(logged.card), card_text(logged.card)
     form = (await maker.say("schedule session")).card
-    scheduled = await maker.submit(
-        _press_value(
-            form,
-            "mir_schedule_submit",
-            date=(TODAY + timedelta(days=7)).isoformat(),
-            time="10:00",
-            team="Revenues team",
-            expected="8",
-        )
+    scheduled = await maker.press(
+        form,
+        "Schedule session",
+        date=(TODAY + timedelta(days=7)).isoformat(),
+        time="10:00",
+        team="Revenues team",
+        expected="8",
     )
     assert "Scheduled for" in card_text(scheduled.card), card_text(scheduled.card)
 
     form = (await lanes["staff"].say("idea")).card
-    submitted = await lanes["staff"].submit(
-        _press_value(
-            form,
-            "idea_submit",
-            title="Scan post at the counter",
-            problem="Residents queue while we photocopy forms.",
-            suggestion="Scan forms straight into the case system.",
-            service_area="Customer Services",
-            principles="1,3",
-            benefits="time_saved",
-            anonymous="false",
-        )
+    submitted = await lanes["staff"].press(
+        form,
+        "Submit idea",
+        title="Scan post at the counter",
+        problem="Residents queue while we photocopy forms.",
+        suggestion="Scan forms straight into the case system.",
+        service_area="Customer Services",
+        principles="1,3",
+        benefits="time_saved",
+        anonymous="false",
     )
     assert "Thank you: your idea is in" in card_text(submitted.card)
     supported = await lanes["leader"].submit({"action": "idea_support", "idea": "IDEA-0001"})

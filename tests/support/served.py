@@ -46,13 +46,12 @@ def setting_variables() -> list[str]:
     return names
 
 
-def _read_by_the_bot(variable: str) -> bool:
-    """Whether Settings would take `variable`: it matches names in any case, and field names
-    (microsoft_app_id) as well as the documented variables (MicrosoftAppId)."""
+def _names_the_bot_reads() -> set[str]:
+    """Casefolded: Settings matches names in any case, and field names (microsoft_app_id) as
+    well as the documented variables (MicrosoftAppId)."""
     from bot.config import Settings
 
-    names = {name.casefold() for name in [*setting_variables(), *Settings.model_fields]}
-    return variable.casefold() in names
+    return {name.casefold() for name in [*setting_variables(), *Settings.model_fields]}
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,8 @@ class ServedBot:
         self.port = free_port()
         self.workdir = workdir  # its `.env` would be read from here: there is none
         self.log_path = workdir / "serve.log"
-        inherited = {k: v for k, v in os.environ.items() if not _read_by_the_bot(k)}
+        read = _names_the_bot_reads()
+        inherited = {k: v for k, v in os.environ.items() if k.casefold() not in read}
         self.env = inherited | {
             "DATABASE_URL": database_url,
             "MicrosoftAppId": "",

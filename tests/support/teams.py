@@ -180,10 +180,11 @@ class TeamsClient:
     async def submit(self, value: dict[str, Any]) -> Reply:
         return await self.post(self.activity(value=value))
 
-    async def press(self, card: dict[str, Any], title: str, **entries: Any) -> Reply:
+    async def press(self, card: dict[str, Any], title: str, /, **entries: Any) -> Reply:
         """Press the card's Action.Submit called `title`, as Teams does: the button's data
         merged with every input's value (as shown on the card, or as `entries` retype it).
-        A button with associatedInputs "none" sends its data alone."""
+        A button with associatedInputs "none" sends its data alone. (`title` is positional
+        only: a form may have an input called title.)"""
         button = find_action(card, title)
         value = dict(button.get("data") or {})
         if button.get("associatedInputs") != "none":
